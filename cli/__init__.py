@@ -1,0 +1,1 @@
+"""septool's command-line interface."""

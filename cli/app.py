@@ -1,0 +1,124 @@
+"""The septool command line: parses arguments, calls septool's API, draws with rich."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import septool
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from septool.plugin_manager import registry
+
+app = typer.Typer(
+    help="Music source separation with a shared encoder and one decoder per source.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+
+def split_sources(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise septool.SeptoolError("--sources is empty; give names such as vocals,drums")
+    return names
+
+
+@app.command()
+def separate(
+    inputs: Annotated[list[Path], typer.Argument(help="Audio files, or folders of audio files.", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("separated"),
+    sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: all the model has).")] = None,
+    filename: Annotated[
+        str, typer.Option(help="Output path template: {track}, {source}, {ext}.")
+    ] = septool.api.DEFAULT_FILENAME,
+    fmt: Annotated[str, typer.Option("--format", help="wav or flac.")] = "wav",
+    bits: Annotated[str, typer.Option(help="16, 24 or 32f (32-bit float, wav only).")] = "16",
+    device: Annotated[str, typer.Option("-d", "--device", help="cpu, cuda or mps.")] = "cpu",
+    model: Annotated[Path | None, typer.Option(help="Model directory (default: the shipped model).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Patches per forward pass.")] = 4,
+    overlap: Annotated[float, typer.Option(help="Overlap between patches, 0 <= overlap < 1.")] = 0.25,
+    precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+) -> None:
+    """Separate songs into stems."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        tasks: dict[Path, int] = {}
+
+        def progress(track: Path, done: int, total: int) -> None:
+            if track not in tasks:
+                tasks[track] = bar.add_task(track.name, total=total)
+            bar.update(tasks[track], completed=done)
+
+        results = septool.separate(
+            inputs,
+            out_dir,
+            split_sources(sources),
+            filename,
+            fmt,
+            bits,
+            device,
+            model,
+            progress,
+            batch_size,
+            overlap,
+            precision,
+        )
+    for track in results:
+        for source, count in track.clipped.items():
+            if count:
+                console.print(
+                    f"[yellow]warning:[/] {track.outputs[source]}: {count} samples clipped "
+                    f"(peak {track.peaks[source]:.2f}); use --bits 32f to keep them"
+                )
+    out.print(f"wrote {sum(len(t.outputs) for t in results)} stems for {len(results)} track(s) under {out_dir}")
+
+
+@app.command()
+def plugins() -> None:
+    """List source plugins, their versions and sources, and any that failed to load."""
+    reg = registry()
+    table = Table(title="septool plugins")
+    for column in ("plugin", "version", "sources", "weights"):
+        table.add_column(column)
+    for info in reg.plugins:
+        weights = ", ".join(
+            f"{s}: {'yes' if reg.sources[s].weights is not None and reg.sources[s].weights.is_file() else 'no'}"
+            for s in info.sources
+        )
+        table.add_row(info.name, info.version, ", ".join(info.sources), weights)
+    out.print(table)
+    for failure in reg.failures:
+        out.print(f"[red]failed:[/] {failure.name}: {failure.reason}")
+
+
+def main() -> None:
+    """Console entry point: one line and exit status 1 for a SeptoolError, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except septool.SeptoolError as err:
+        console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print("interrupted; no partial output was left", highlight=False)
+        sys.exit(130)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except (typer.BadParameter, typer.Abort) as err:
+        console.print(f"[red]error:[/] {err}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,212 @@
+"""septool's public Python API: load a model, separate files."""
+
+from __future__ import annotations
+
+import os
+import string
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import audio as audio_io
+from .errors import SeptoolError
+from .network import SharedModel
+from .plugin_manager import Registry, registry
+from .separator import Separator
+from .store import ENCODER_FILE, StoredEncoder, decoder_file, load_decoder, load_encoder, packaged_encoder
+
+DEFAULT_FILENAME = "{track}/{source}.{ext}"
+FILENAME_FIELDS = {"track", "source", "ext"}
+
+
+@dataclass
+class LoadedModel:
+    """A shared model ready to separate, with where its parts came from."""
+
+    model: SharedModel
+    encoder: StoredEncoder
+    sources: list[str]
+    files: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def load_model(
+    model_dir: str | os.PathLike | None = None,
+    sources: Sequence[str] | None = None,
+    reg: Registry | None = None,
+) -> LoadedModel:
+    """Load the encoder and decoders for ``sources`` (default: every registered source with weights).
+
+    Decoders come from ``model_dir`` when it has them, else from the plugin that registered the
+    source. A source asked for by name must load; other sources without usable weights are
+    skipped (listed in ``skipped``).
+    """
+    reg = reg or registry()
+    if model_dir is not None:
+        model_dir = Path(model_dir)
+        encoder_path = model_dir / ENCODER_FILE
+        if not model_dir.is_dir():
+            raise SeptoolError(f"{model_dir}: no such model directory")
+        if not encoder_path.is_file():
+            raise SeptoolError(f"{model_dir}: not a septool model directory (no {ENCODER_FILE})")
+    else:
+        encoder_path = packaged_encoder()
+        if not encoder_path.is_file():
+            raise SeptoolError(
+                "no pretrained model is installed with this septool; pass --model DIR "
+                "(a model directory written by `septool train`)"
+            )
+    encoder = load_encoder(encoder_path)
+    explicit = sources is not None
+    wanted = list(dict.fromkeys(sources)) if explicit else list(reg.sources)
+    decoders, files, skipped = {}, {"encoder": str(encoder_path)}, {}
+    for name in wanted:
+        spec = reg.get(name)
+        candidates = [model_dir / decoder_file(name)] if model_dir is not None else []
+        candidates += [spec.weights] if spec.weights is not None else []
+        path = next((c for c in candidates if c.is_file()), None)
+        try:
+            if path is None:
+                where = ", ".join(str(c) for c in candidates) or "nowhere: its plugin ships no weights"
+                raise SeptoolError(f"no trained decoder for source {name!r} (looked in {where})")
+            decoders[name] = load_decoder(path, encoder).decoder
+            files[name] = str(path)
+        except SeptoolError as err:
+            if explicit:
+                raise
+            skipped[name] = str(err)
+    if not decoders:
+        reasons = "; ".join(skipped.values()) or "no sources are registered"
+        raise SeptoolError(f"no decoder could be loaded: {reasons}")
+    model = SharedModel(encoder.encoder, decoders).eval()
+    return LoadedModel(model, encoder, list(decoders), files, skipped)
+
+
+@dataclass
+class SeparatedTrack:
+    input: Path
+    outputs: dict[str, Path]
+    clipped: dict[str, int]
+    peaks: dict[str, float]
+    seconds: float
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given; directories contribute the audio files directly inside them."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in audio_io.AUDIO_SUFFIXES)
+            if not found:
+                raise SeptoolError(f"{path}: directory contains no audio files")
+            files.extend(found)
+        else:
+            files.append(path)
+    if not files:
+        raise SeptoolError("no input files given")
+    return files
+
+
+def _check_template(template: str) -> None:
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as err:
+        raise SeptoolError(f"bad --filename template {template!r}: {err}") from None
+    unknown = names - FILENAME_FIELDS
+    if unknown:
+        raise SeptoolError(
+            f"bad --filename template {template!r}: unknown field(s) {sorted(unknown)}; "
+            "use {track}, {source}, {ext}"
+        )
+    if "source" not in names:
+        raise SeptoolError(f"bad --filename template {template!r}: it must contain {{source}}")
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise SeptoolError(f"{folder}: cannot write output here ({err.strerror or err})") from None
+
+
+def separate(
+    inputs: str | os.PathLike | Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike = "separated",
+    sources: Sequence[str] | None = None,
+    filename: str = DEFAULT_FILENAME,
+    fmt: str = "wav",
+    bits: str = "16",
+    device: str = "cpu",
+    model: str | os.PathLike | LoadedModel | None = None,
+    progress: Callable[[Path, int, int], None] | None = None,
+    batch_size: int = 4,
+    overlap: float = 0.25,
+    precision: str = "fp32",
+) -> list[SeparatedTrack]:
+    """Separate audio files into stems written under ``out_dir``.
+
+    Every input is checked before anything is separated. Each stem is written to a temporary
+    file and renamed into place when complete, so a failure leaves no partial output.
+    ``progress(track, done_samples, total_samples)`` is called after every batch of patches.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    audio_io.check_output_format(fmt, bits)
+    _check_template(filename)
+    infos = [audio_io.probe(p) for p in expand_inputs(inputs)]
+    stems = [i.path.stem for i in infos]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice and "{track}" in filename:
+        raise SeptoolError(f"two inputs are both named {twice[0]!r}; their outputs would overwrite each other")
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, sources)
+    chosen = list(sources) if sources is not None else loaded.sources
+    missing = [s for s in chosen if s not in loaded.sources]
+    if missing:
+        raise SeptoolError(f"the model has no decoder for {', '.join(missing)}; it has {', '.join(loaded.sources)}")
+    out_dir = Path(out_dir)
+    _check_writable(out_dir)
+    separator = Separator(loaded.model, chosen, device, batch_size, overlap, precision)
+    return [_separate_file(separator, info, out_dir, filename, fmt, bits, progress) for info in infos]
+
+
+def _separate_file(separator, info, out_dir, filename, fmt, bits, progress) -> SeparatedTrack:
+    targets = {s: out_dir / filename.format(track=info.path.stem, source=s, ext=fmt) for s in separator.sources}
+    writers: dict[str, audio_io.AtomicWriter] = {}
+    try:
+        for s, path in targets.items():
+            try:
+                writers[s] = audio_io.AtomicWriter(path, info.samplerate, fmt, bits)
+            except OSError as err:
+                raise SeptoolError(f"{path}: cannot write output ({err.strerror or err})") from None
+        back = {s: audio_io.StreamResampler(audio_io.SAMPLE_RATE, info.samplerate) for s in targets}
+        remaining = {s: info.frames for s in targets}
+
+        def emit(source: str, chunk) -> None:
+            chunk = chunk[:, : remaining[source]]
+            remaining[source] -= chunk.shape[1]
+            writers[source].write(chunk)
+
+        report = (lambda done, total: progress(info.path, done, total)) if progress else None
+        for part in separator.stream(audio_io.read_at_model_rate(info), info.frames_at_model_rate, report):
+            for s, chunk in part.items():
+                for out in back[s].push(chunk):
+                    emit(s, out)
+        for s in targets:
+            for out in back[s].flush():
+                emit(s, out)
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    outputs = {s: w.commit() for s, w in writers.items()}
+    return SeparatedTrack(
+        info.path,
+        outputs,
+        {s: w.clipped for s, w in writers.items()},
+        {s: w.peak for s, w in writers.items()},
+        info.duration,
+    )

@@ -1,0 +1,11 @@
+"""The hooks a septool plugin can implement."""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("septool")
+hookimpl = pluggy.HookimplMarker("septool")
+
+
+@hookspec
+def register_sources(register):
+    """Register source specs: call ``register(SourceSpec(...))`` once per source."""

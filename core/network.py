@@ -1,0 +1,147 @@
+"""The paper's network (§2.2, Table 1): one shared encoder, one decoder per source.
+
+Shapes for a 2 x 1024 x 129 input patch (frequency x time):
+
+    encoder  conv k(5x6) p2          -> w0 x 1024 x 128
+             5 x [down k4 s2 p1, conv k3]  -> w1 x 512 x 64 ... w5 x 32 x 4
+    decoder  5 x [nearest x2, conv k3, concat encoder maps]  -> ... x 1024 x 128
+             conv k(3x2) p1          -> v5 x 1024 x 129
+             1x1 conv to 2 maps, ReLU -> 2 x 1024 x 129
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .spectral import BINS
+
+ENCODER_WIDTHS = (16, 32, 64, 128, 256, 256)
+ENCODER_PLUS_WIDTHS = (32, 64, 64, 128, 256, 256)
+DECODER_WIDTHS = (256, 128, 64, 32, 16, 16)
+TINY_ENCODER_WIDTHS = (4, 4, 8, 8, 8, 8)
+TINY_DECODER_WIDTHS = (8, 8, 8, 4, 4, 4)
+STAGES = 5
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Widths of the encoder's six levels and of the default decoder's six convolutions.
+
+    ``encoder_widths[0]`` is the first conv at full resolution, ``[k]`` the k-th downsampling
+    stage. ``decoder_widths`` run from the bottleneck up, the last one being the k(3x2) conv.
+    """
+
+    encoder_widths: tuple[int, ...] = ENCODER_WIDTHS
+    decoder_widths: tuple[int, ...] = DECODER_WIDTHS
+    channels: int = 2
+
+    def __post_init__(self) -> None:
+        for name, widths in ("encoder_widths", self.encoder_widths), ("decoder_widths", self.decoder_widths):
+            if len(widths) != STAGES + 1 or min(widths) < 1:
+                raise ValueError(f"{name} needs {STAGES + 1} positive widths, got {widths}")
+
+    @classmethod
+    def named(cls, name: str) -> ModelConfig:
+        """``encoder`` (paper), ``encoder+`` (paper §4.4) or ``tiny`` (tests)."""
+        configs = {
+            "encoder": cls(),
+            "encoder+": cls(encoder_widths=ENCODER_PLUS_WIDTHS),
+            "tiny": cls(TINY_ENCODER_WIDTHS, TINY_DECODER_WIDTHS),
+        }
+        if name not in configs:
+            raise ValueError(f"unknown model size {name!r}; choose one of {', '.join(configs)}")
+        return configs[name]
+
+
+def conv_block(c_in: int, c_out: int, kernel, stride=1, padding=0) -> nn.Sequential:
+    """Convolution, BatchNorm and LeakyReLU(0.2): every layer of the paper's network."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.LeakyReLU(0.2, inplace=True),
+    )
+
+
+class Encoder(nn.Module):
+    """The shared encoder; it also holds the per-bin normalization of its input."""
+
+    def __init__(self, widths: Sequence[int] = ENCODER_WIDTHS, channels: int = 2):
+        super().__init__()
+        self.widths = tuple(widths)
+        self.register_buffer("bin_std", torch.ones(BINS))
+        self.first = conv_block(channels, widths[0], (5, 6), 1, 2)
+        self.stages = nn.ModuleList(
+            nn.Sequential(conv_block(widths[k - 1], widths[k], 4, 2, 1), conv_block(widths[k], widths[k], 3, 1, 1))
+            for k in range(1, STAGES + 1)
+        )
+
+    def normalize(self, magnitude: torch.Tensor) -> torch.Tensor:
+        return magnitude / self.bin_std[:, None]
+
+    def forward(self, normalized: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps at every resolution, full resolution first."""
+        features = [self.first(normalized)]
+        for stage in self.stages:
+            features.append(stage(features[-1]))
+        return features
+
+
+class Decoder(nn.Module):
+    """One source's decoder: upsampling stages with skip connections, then the output layers."""
+
+    def __init__(self, encoder_widths: Sequence[int], widths: Sequence[int] = DECODER_WIDTHS, channels: int = 2):
+        super().__init__()
+        self.widths = tuple(widths)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.stages = nn.ModuleList()
+        c_in = encoder_widths[STAGES]
+        for k in range(STAGES):
+            self.stages.append(conv_block(c_in, widths[k], 3, 1, 1))
+            c_in = widths[k] + encoder_widths[STAGES - 1 - k]
+        self.last = conv_block(c_in, widths[STAGES], (3, 2), 1, 1)
+        self.average = nn.Conv2d(widths[STAGES], channels, 1)
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        x = features[-1]
+        for k, stage in enumerate(self.stages):
+            x = torch.cat([stage(self.up(x)), features[STAGES - 1 - k]], dim=1)
+        return torch.relu(self.average(self.last(x)))
+
+
+class SharedModel(nn.Module):
+    """A shared encoder and a decoder per source, all reading the same encoder output."""
+
+    def __init__(self, encoder: Encoder, decoders: dict[str, Decoder]):
+        super().__init__()
+        self.encoder = encoder
+        self.decoders = nn.ModuleDict(decoders)
+
+    @classmethod
+    def build(cls, config: ModelConfig, sources: Iterable[str]) -> SharedModel:
+        encoder = Encoder(config.encoder_widths, config.channels)
+        return cls(
+            encoder, {s: Decoder(config.encoder_widths, config.decoder_widths, config.channels) for s in sources}
+        )
+
+    @property
+    def sources(self) -> list[str]:
+        return list(self.decoders)
+
+    def forward(self, normalized: torch.Tensor, sources: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+        """Normalized mixture magnitudes in, normalized source magnitudes out."""
+        features = self.encoder(normalized)
+        return {s: self.decoders[s](features) for s in (sources or self.decoders)}
+
+    def separate_patches(self, magnitude: torch.Tensor, sources: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Mixture magnitudes (B, 2, 1024, 129) in, estimated source magnitudes out."""
+        scale = self.encoder.bin_std[:, None]
+        estimates = self(magnitude / scale, sources)
+        return {s: est.float() * scale for s, est in estimates.items()}
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

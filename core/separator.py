@@ -1,0 +1,169 @@
+"""Streaming separation: patches in batches, overlap-added with a transition window.
+
+The waveform is cut into patches of ``PATCH_SAMPLES`` (each gives exactly 129 STFT frames),
+consecutive patches overlapping by ``overlap``. Every patch goes through the STFT, the encoder
+once, the selected decoders, and the inverse STFT with the mixture phase; the patches are then
+blended with triangular weights. Only a few patches are held at a time, so memory does not
+depend on the length of the input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from .errors import SeptoolError
+from .spectral import PATCH_SAMPLES, Spectrogram, model_magnitude, with_mixture_phase
+
+Progress = Callable[[int, int], None]
+Sink = Callable[[dict[str, np.ndarray]], None]
+
+
+class PatchModel(Protocol):
+    """What the separator needs from a model: magnitudes in, one magnitude per source out."""
+
+    def separate_patches(self, magnitude: torch.Tensor, sources: Sequence[str]) -> dict[str, torch.Tensor]: ...
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda[:N]`` or ``mps``, refused with a clear error when not available here."""
+    kind = name.split(":")[0]
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+    }
+    if kind not in available:
+        raise SeptoolError(f"unknown device {name!r}; choose cpu, cuda or mps")
+    if not available[kind]:
+        raise SeptoolError(f"device {name!r} is not available on this machine")
+    return torch.device(name)
+
+
+def transition_window(length: int) -> np.ndarray:
+    """Triangular weights, never zero, so every sample is covered by a positive weight."""
+    t = np.arange(length, dtype=np.float32)
+    return np.minimum(t + 1, length - t) / (length / 2)
+
+
+class Separator:
+    """Separates stereo 44.1 kHz audio into the given sources.
+
+    Args:
+        model: a ``SharedModel`` (or anything with ``separate_patches``).
+        sources: which decoders to run; the encoder runs once per patch for all of them.
+        device: where the model runs.
+        batch_size: patches per forward pass.
+        overlap: fraction of a patch shared with the next one (0 <= overlap < 1).
+        precision: ``fp32`` or ``bf16`` (autocast for the network; STFTs stay fp32).
+    """
+
+    def __init__(
+        self,
+        model: PatchModel,
+        sources: Sequence[str],
+        device: str | torch.device = "cpu",
+        batch_size: int = 4,
+        overlap: float = 0.25,
+        precision: str = "fp32",
+    ):
+        if not 0 <= overlap < 1:
+            raise SeptoolError(f"overlap must be in [0, 1), got {overlap}")
+        if batch_size < 1:
+            raise SeptoolError(f"batch size must be at least 1, got {batch_size}")
+        if precision not in ("fp32", "bf16"):
+            raise SeptoolError(f"unknown precision {precision!r}; choose fp32 or bf16")
+        self.device = resolve_device(str(device))
+        self.model = model.to(self.device) if isinstance(model, torch.nn.Module) else model
+        if isinstance(self.model, torch.nn.Module):
+            self.model.eval()
+        self.sources = list(sources)
+        self.batch_size = batch_size
+        self.stride = max(1, round(PATCH_SAMPLES * (1 - overlap)))
+        self.precision = precision
+        self.spectrogram = Spectrogram().to(self.device)
+        self.window = transition_window(PATCH_SAMPLES)
+
+    def patch_count(self, length: int) -> int:
+        return 1 if length <= PATCH_SAMPLES else math.ceil((length - PATCH_SAMPLES) / self.stride) + 1
+
+    @torch.inference_mode()
+    def _run(self, patches: np.ndarray) -> dict[str, np.ndarray]:
+        audio = torch.from_numpy(patches).to(self.device)
+        spec = self.spectrogram(audio)
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if self.precision == "bf16"
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            estimates = self.model.separate_patches(model_magnitude(spec), self.sources)
+        return {
+            s: self.spectrogram.inverse(with_mixture_phase(est.float(), spec), PATCH_SAMPLES).cpu().numpy()
+            for s, est in estimates.items()
+        }
+
+    def stream(
+        self, blocks: Iterable[np.ndarray], length: int, progress: Progress | None = None
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """Separate a stream of (2, n) blocks totalling ``length`` samples.
+
+        Yields dicts of (2, m) float32 blocks per source, in order, totalling ``length``.
+        """
+        if length <= 0:
+            raise SeptoolError("nothing to separate: the audio is empty")
+        blocks = iter(blocks)
+        n_patches = self.patch_count(length)
+        inbuf = np.zeros((2, 0), dtype=np.float32)
+        in_origin = 0  # sample index of inbuf[:, 0]
+        acc = {s: np.zeros((2, 0), dtype=np.float32) for s in self.sources}
+        weight = np.zeros(0, dtype=np.float32)
+        out_origin = 0
+        for first in range(0, n_patches, self.batch_size):
+            starts = [k * self.stride for k in range(first, min(first + self.batch_size, n_patches))]
+            need = starts[-1] + PATCH_SAMPLES
+            while in_origin + inbuf.shape[1] < min(need, length):
+                block = next(blocks, None)
+                if block is None:
+                    raise SeptoolError(f"the audio stream ended after {in_origin + inbuf.shape[1]} of {length} samples")
+                inbuf = np.concatenate([inbuf, block.astype(np.float32, copy=False)], axis=1)
+            patches = np.zeros((len(starts), 2, PATCH_SAMPLES), dtype=np.float32)
+            for i, start in enumerate(starts):
+                chunk = inbuf[:, start - in_origin : start - in_origin + PATCH_SAMPLES]
+                patches[i, :, : chunk.shape[1]] = chunk
+            separated = self._run(patches)
+
+            grow = need - out_origin - weight.shape[0]
+            if grow > 0:
+                weight = np.concatenate([weight, np.zeros(grow, dtype=np.float32)])
+                acc = {s: np.concatenate([a, np.zeros((2, grow), dtype=np.float32)], axis=1) for s, a in acc.items()}
+            for i, start in enumerate(starts):
+                at = slice(start - out_origin, start - out_origin + PATCH_SAMPLES)
+                weight[at] += self.window
+                for s in self.sources:
+                    acc[s][:, at] += separated[s][i] * self.window
+
+            done = length if first + self.batch_size >= n_patches else starts[-1] + self.stride
+            ready = done - out_origin
+            yield {s: acc[s][:, :ready] / weight[:ready] for s in self.sources}
+            acc = {s: a[:, ready:] for s, a in acc.items()}
+            weight = weight[ready:]
+            out_origin = done
+            drop = min(done, starts[-1] + self.stride) - in_origin
+            inbuf = inbuf[:, max(0, drop) :]
+            in_origin += max(0, drop)
+            if progress is not None:
+                progress(done, length)
+
+    def separate(self, audio: np.ndarray | torch.Tensor, progress: Progress | None = None) -> dict[str, np.ndarray]:
+        """Separate a whole (2, n) array held in memory; returns (2, n) arrays per source."""
+        audio = audio.cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 2 or audio.shape[0] != 2:
+            raise SeptoolError(f"expected stereo audio of shape (2, samples), got {tuple(audio.shape)}")
+        parts = list(self.stream([audio], audio.shape[1], progress))
+        return {s: np.concatenate([p[s] for p in parts], axis=1) for s in self.sources}

@@ -1,0 +1,58 @@
+"""What a plugin declares about a source: its name, its decoder, its data and its weights."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+DATASET_FORMATS = ("musdb", "pairs", "stems")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Which databases a source can train from and how to find its target in them.
+
+    Args:
+        formats: the database readers this source accepts, among ``DATASET_FORMATS``.
+        target: the file stem of the target in a track folder (``<track>/<target>.wav``) and
+            the musdb target name; defaults to the source name.
+    """
+
+    formats: tuple[str, ...] = DATASET_FORMATS
+    target: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.formats if f not in DATASET_FORMATS]
+        if unknown:
+            raise ValueError(f"unknown dataset format(s) {unknown}; known: {list(DATASET_FORMATS)}")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One separable source, as a plugin registers it.
+
+    Args:
+        name: lower-case identifier used on the command line and in file names.
+        description: one line shown by ``septool plugins``.
+        decoder_widths: feature maps of the decoder's six convolutions (bottom to top), or
+            ``None`` to mirror the encoder.
+        dataset: how this source's training database is read.
+        weights: the trained decoder shipped with the plugin (a ``.safetensors`` file), if any.
+    """
+
+    name: str
+    description: str = ""
+    decoder_widths: tuple[int, ...] | None = None
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    weights: Path | Traversable | None = None
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"source name {self.name!r} must be lower-case letters, digits and underscores")
+
+    @property
+    def target(self) -> str:
+        return self.dataset.target or self.name

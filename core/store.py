@@ -1,0 +1,193 @@
+"""The model store: safetensors files for the encoder and for each decoder, with metadata.
+
+An encoder file holds the encoder's weights, BatchNorm statistics and per-bin normalization,
+and its fingerprint (a hash of those tensors). A decoder file names the fingerprint of the
+encoder it was trained against; loading it against any other encoder is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save_file
+
+from .errors import SeptoolError
+from .network import Decoder, Encoder
+from .spectral import StftSettings
+
+FORMAT_VERSION = "1"
+ENCODER_FILE = "encoder.safetensors"
+
+
+def packaged_encoder() -> Traversable:
+    """Where the core package keeps its pretrained encoder."""
+    return files("septool") / "pretrained" / ENCODER_FILE
+
+
+def decoder_file(name: str) -> str:
+    return f"{name}.safetensors"
+
+
+def fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    """A short hash of tensor names, dtypes, shapes and values."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class StoredEncoder:
+    encoder: Encoder
+    fingerprint: str
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class StoredDecoder:
+    name: str
+    decoder: Decoder
+    encoder_fingerprint: str
+    metadata: dict = field(default_factory=dict)
+
+
+def _to_storage(module: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    state = {}
+    for name, tensor in module.state_dict().items():
+        tensor = tensor.detach().cpu()
+        state[name] = tensor.to(dtype).contiguous() if tensor.is_floating_point() else tensor.contiguous()
+    return state
+
+
+def _write_atomically(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _read(path: Path | Traversable) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise SeptoolError(f"{path}: cannot read model file ({err.strerror or err})") from None
+    try:
+        tensors = load_bytes(data)
+        header_len = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
+    except (SafetensorError, ValueError, json.JSONDecodeError) as err:
+        raise SeptoolError(f"{path}: not a safetensors model file ({err})") from None
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise SeptoolError(
+            f"{path}: model format version {metadata.get('format_version')!r}, this septool reads {FORMAT_VERSION!r}"
+        )
+    return tensors, metadata
+
+
+def save_encoder(
+    path: str | os.PathLike,
+    encoder: Encoder,
+    provenance: dict | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> str:
+    """Write the encoder atomically; return its fingerprint."""
+    tensors = _to_storage(encoder, dtype)
+    fp = fingerprint(tensors)
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "kind": "encoder",
+        "fingerprint": fp,
+        "widths": json.dumps(list(encoder.widths)),
+        "stft": json.dumps(StftSettings().to_dict()),
+        "provenance": json.dumps(provenance or {}),
+    }
+    _write_atomically(Path(path), tensors, metadata)
+    return fp
+
+
+def load_encoder(path: str | os.PathLike | Traversable) -> StoredEncoder:
+    path = Path(path) if isinstance(path, (str, os.PathLike)) else path
+    tensors, metadata = _read(path)
+    if metadata.get("kind") != "encoder":
+        raise SeptoolError(f"{path}: is a {metadata.get('kind', 'unknown')} file, not an encoder")
+    fp = fingerprint(tensors)
+    if fp != metadata.get("fingerprint"):
+        raise SeptoolError(f"{path}: damaged: its tensors hash to {fp}, its header says {metadata.get('fingerprint')}")
+    if json.loads(metadata["stft"]) != StftSettings().to_dict():
+        raise SeptoolError(
+            f"{path}: trained with STFT settings {metadata['stft']}, septool uses {StftSettings().to_dict()}"
+        )
+    widths = json.loads(metadata["widths"])
+    channels = tensors["first.0.weight"].shape[1]
+    encoder = Encoder(widths, channels)
+    encoder.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+    return StoredEncoder(encoder.eval(), fp, _decoded(metadata))
+
+
+def save_decoder(
+    path: str | os.PathLike,
+    name: str,
+    decoder: Decoder,
+    encoder: StoredEncoder | str,
+    encoder_widths: tuple[int, ...],
+    provenance: dict | None = None,
+    scores: dict | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """Write a decoder atomically, bound to the encoder (or encoder fingerprint) given."""
+    encoder_fp = encoder if isinstance(encoder, str) else encoder.fingerprint
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "kind": "decoder",
+        "source": name,
+        "encoder_fingerprint": encoder_fp,
+        "encoder_widths": json.dumps(list(encoder_widths)),
+        "widths": json.dumps(list(decoder.widths)),
+        "provenance": json.dumps(provenance or {}),
+        "scores": json.dumps(scores or {}),
+    }
+    return _write_atomically(Path(path), _to_storage(decoder, dtype), metadata)
+
+
+def load_decoder(path: str | os.PathLike | Traversable, encoder: StoredEncoder) -> StoredDecoder:
+    """Load a decoder; refuse it unless it was trained against ``encoder``."""
+    path = Path(path) if isinstance(path, (str, os.PathLike)) else path
+    tensors, metadata = _read(path)
+    if metadata.get("kind") != "decoder":
+        raise SeptoolError(f"{path}: is a {metadata.get('kind', 'unknown')} file, not a decoder")
+    wanted = metadata.get("encoder_fingerprint")
+    if wanted != encoder.fingerprint:
+        raise SeptoolError(
+            f"{path}: decoder '{metadata.get('source')}' was trained against encoder {wanted}, "
+            f"but the loaded encoder is {encoder.fingerprint}"
+        )
+    channels = tensors["average.weight"].shape[0]
+    decoder = Decoder(json.loads(metadata["encoder_widths"]), json.loads(metadata["widths"]), channels)
+    decoder.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+    return StoredDecoder(metadata["source"], decoder.eval(), wanted, _decoded(metadata))
+
+
+_JSON_FIELDS = {"widths", "encoder_widths", "stft", "provenance", "scores"}
+
+
+def _decoded(metadata: dict[str, str]) -> dict:
+    return {k: json.loads(v) if k in _JSON_FIELDS else v for k, v in metadata.items()}

@@ -1,0 +1,99 @@
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from septool.cli.app import main
+from septool.network import ModelConfig, SharedModel
+from septool.store import ENCODER_FILE, decoder_file, save_decoder, save_encoder
+
+BUILTIN = ["vocals", "drums", "bass", "other"]
+
+
+def tiny_model(sources=BUILTIN, seed=0) -> SharedModel:
+    torch.manual_seed(seed)
+    model = SharedModel.build(ModelConfig.named("tiny"), sources)
+    model.encoder.bin_std.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def save_model(model: SharedModel, folder: Path) -> str:
+    fp = save_encoder(folder / ENCODER_FILE, model.encoder)
+    for name, decoder in model.decoders.items():
+        save_decoder(folder / decoder_file(name), name, decoder, fp, model.encoder.widths)
+    return fp
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny_model")
+    save_model(tiny_model(), folder)
+    return folder
+
+
+def write_song(path: Path, seconds=1.5, rate=44100, channels=2, seed=0) -> np.ndarray:
+    """A short chord with a pulse: music-shaped enough for the signal path."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    tone = sum(np.sin(2 * np.pi * f * t) for f in (110, 220, 277.2, 329.6)) / 6
+    pulse = (np.sin(2 * np.pi * 2 * t) > 0.9) * rng.standard_normal(t.size) * 0.2
+    mono = (tone + pulse).astype(np.float32)
+    data = np.stack([mono * (1 - 0.3 * c) for c in range(channels)], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, data, rate, subtype="PCM_16")
+    return data
+
+
+@pytest.fixture
+def song(tmp_path) -> Path:
+    path = tmp_path / "in" / "song.wav"
+    write_song(path)
+    return path
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run the console entry point in-process; returns (exit code, stdout, stderr)."""
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["septool", *map(str, args)])
+        monkeypatch.setenv("COLUMNS", "200")
+        code = 0
+        try:
+            main()
+        except SystemExit as exit_:
+            code = exit_.code or 0
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture
+def fresh_plugins():
+    """A plugin manager that reloads entry points now and forgets them afterwards."""
+    from septool import plugin_manager
+
+    plugin_manager.reset()
+    yield plugin_manager
+    plugin_manager.reset()
+
+
+@pytest.fixture
+def install_plugin(tmp_path, monkeypatch, fresh_plugins):
+    """Install a plugin module with a `septool` entry point, the way pip leaves one on sys.path."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+
+    def install(dist: str, module: str, code: str, version: str = "1.2.3") -> None:
+        (site / f"{module}.py").write_text(code)
+        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[septool]\n{module} = {module}\n")
+        fresh_plugins.reset()
+
+    return install
