@@ -6,11 +6,12 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import septool
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+import septool
 from septool.plugin_manager import registry
 
 app = typer.Typer(
@@ -44,7 +45,9 @@ def separate(
     bits: Annotated[str, typer.Option(help="16, 24 or 32f (32-bit float, wav only).")] = "16",
     device: Annotated[str, typer.Option("-d", "--device", help="cpu, cuda or mps.")] = "cpu",
     model: Annotated[Path | None, typer.Option(help="Model directory (default: the shipped model).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Patches per forward pass.")] = 4,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Patches per forward pass (default: 1 on CPU, 8 on GPU).")
+    ] = None,
     overlap: Annotated[float, typer.Option(help="Overlap between patches, 0 <= overlap < 1.")] = 0.25,
     precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
 ) -> None:
@@ -87,6 +90,46 @@ def separate(
                     f"(peak {track.peaks[source]:.2f}); use --bits 32f to keep them"
                 )
     out.print(f"wrote {sum(len(t.outputs) for t in results)} stems for {len(results)} track(s) under {out_dir}")
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the database into.", show_default=False)],
+    hours: Annotated[float, typer.Option(help="Hours of music to render.")] = 0.0,
+    sources: Annotated[str, typer.Option(help="Stems to write (comma-separated).")] = "vocals,drums,bass,other",
+    extra: Annotated[str, typer.Option(help="Extra stems folded out of other: guitar, piano.")] = "",
+    layout: Annotated[str, typer.Option(help="musdb, pairs or stems.")] = "musdb",
+    seed: Annotated[int, typer.Option(help="Fixes every choice.")] = 0,
+    soundfont: Annotated[list[Path] | None, typer.Option(help="SoundFont(s) to use (default: all installed).")] = None,
+    jobs: Annotated[int, typer.Option("-j", "--jobs", help="Songs rendered in parallel.")] = 1,
+    independent: Annotated[bool, typer.Option(help="One database per source, no song shared.")] = False,
+    subset: Annotated[str, typer.Option(help="musdb subset folder: train or test.")] = "train",
+) -> None:
+    """Render a multitrack database of procedurally composed songs."""
+    from septool.synth import synthesize
+
+    with Progress(TextColumn("[bold]rendering"), BarColumn(), TextColumn("{task.completed}/{task.total} songs"),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:  # fmt: skip
+        task = bar.add_task("songs", total=None)
+        result = synthesize(
+            out_dir,
+            hours,
+            split_sources(sources) or [],
+            split_sources(extra) if extra else [],
+            layout,
+            seed,
+            soundfont,
+            jobs,
+            independent,
+            subset,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    out.print(
+        f"rendered {len(result.songs)} songs, {result.audio_seconds / 60:.1f} min of audio in "
+        f"{result.wall_seconds:.0f} s ({result.speed:.1f} s of audio per second)"
+        + (f"; {result.skipped} songs already present were kept" if result.skipped else "")
+        + f" -> {out_dir}"
+    )
 
 
 @app.command()

@@ -143,7 +143,7 @@ def separate(
     device: str = "cpu",
     model: str | os.PathLike | LoadedModel | None = None,
     progress: Callable[[Path, int, int], None] | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     overlap: float = 0.25,
     precision: str = "fp32",
 ) -> list[SeparatedTrack]:

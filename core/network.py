@@ -11,6 +11,7 @@ Shapes for a 2 x 1024 x 129 input patch (frequency x time):
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -141,6 +142,24 @@ class SharedModel(nn.Module):
         scale = self.encoder.bin_std[:, None]
         estimates = self(magnitude / scale, sources)
         return {s: est.float() * scale for s, est in estimates.items()}
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An inference copy of ``model`` with every BatchNorm folded into the conv before it.
+
+    Same outputs in eval mode (up to float rounding), one memory pass less per layer.
+    """
+    model = copy.deepcopy(model).eval()
+    for block in model.modules():
+        if isinstance(block, nn.Sequential) and len(block) == 3 and isinstance(block[1], nn.BatchNorm2d):
+            conv, norm = block[0], block[1]
+            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding)
+            with torch.no_grad():
+                fused.weight.copy_(conv.weight * scale[:, None, None, None])
+                fused.bias.copy_(norm.bias - norm.running_mean * scale)
+            block[0], block[1] = fused.to(conv.weight.device), nn.Identity()
+    return model
 
 
 def count_parameters(module: nn.Module) -> int:

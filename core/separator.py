@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from .errors import SeptoolError
-from .spectral import PATCH_SAMPLES, Spectrogram, model_magnitude, with_mixture_phase
+from .network import fold_batchnorm
+from .spectral import PATCH_SAMPLES, Spectrogram, model_magnitude, unit_phase, with_mixture_phase
 
 Progress = Callable[[int, int], None]
 Sink = Callable[[dict[str, np.ndarray]], None]
@@ -58,7 +59,8 @@ class Separator:
         model: a ``SharedModel`` (or anything with ``separate_patches``).
         sources: which decoders to run; the encoder runs once per patch for all of them.
         device: where the model runs.
-        batch_size: patches per forward pass.
+        batch_size: patches per forward pass (default: 1 on CPU, where larger batches are no
+            faster and use more memory; 8 on accelerators).
         overlap: fraction of a patch shared with the next one (0 <= overlap < 1).
         precision: ``fp32`` or ``bf16`` (autocast for the network; STFTs stay fp32).
     """
@@ -68,20 +70,22 @@ class Separator:
         model: PatchModel,
         sources: Sequence[str],
         device: str | torch.device = "cpu",
-        batch_size: int = 4,
+        batch_size: int | None = None,
         overlap: float = 0.25,
         precision: str = "fp32",
     ):
         if not 0 <= overlap < 1:
             raise SeptoolError(f"overlap must be in [0, 1), got {overlap}")
+        self.device = resolve_device(str(device))
+        if batch_size is None:
+            batch_size = 1 if self.device.type == "cpu" else 8
         if batch_size < 1:
             raise SeptoolError(f"batch size must be at least 1, got {batch_size}")
         if precision not in ("fp32", "bf16"):
             raise SeptoolError(f"unknown precision {precision!r}; choose fp32 or bf16")
-        self.device = resolve_device(str(device))
-        self.model = model.to(self.device) if isinstance(model, torch.nn.Module) else model
-        if isinstance(self.model, torch.nn.Module):
-            self.model.eval()
+        if isinstance(model, torch.nn.Module):
+            model = fold_batchnorm(model).to(self.device, memory_format=torch.channels_last)
+        self.model = model
         self.sources = list(sources)
         self.batch_size = batch_size
         self.stride = max(1, round(PATCH_SAMPLES * (1 - overlap)))
@@ -102,9 +106,11 @@ class Separator:
             else contextlib.nullcontext()
         )
         with autocast:
-            estimates = self.model.separate_patches(model_magnitude(spec), self.sources)
+            magnitude = model_magnitude(spec).contiguous(memory_format=torch.channels_last)
+            estimates = self.model.separate_patches(magnitude, self.sources)
+        phase = unit_phase(spec)
         return {
-            s: self.spectrogram.inverse(with_mixture_phase(est.float(), spec), PATCH_SAMPLES).cpu().numpy()
+            s: self.spectrogram.inverse(with_mixture_phase(est.float(), spec, phase), PATCH_SAMPLES).cpu().numpy()
             for s, est in estimates.items()
         }
 

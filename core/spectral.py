@@ -69,13 +69,21 @@ def model_magnitude(spec: torch.Tensor) -> torch.Tensor:
     return spec[..., :BINS, :].abs()
 
 
-def with_mixture_phase(magnitude: torch.Tensor, mixture: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def unit_phase(mixture: torch.Tensor) -> torch.Tensor:
+    """The mixture's phase as unit phasors for bins 0..1023 (0 where the mixture is 0)."""
+    body = mixture[..., :BINS, :]
+    return body / body.abs().clamp_min(torch.finfo(body.real.dtype).tiny)
+
+
+def with_mixture_phase(
+    magnitude: torch.Tensor, mixture: torch.Tensor, phase: torch.Tensor, eps: float = 1e-8
+) -> torch.Tensor:
     """Complex spectrogram from an estimated magnitude (Nyquist dropped) and the mixture phase.
 
-    The Nyquist bin, which the network does not see, takes the mixture's Nyquist bin scaled by
-    the estimate's ratio to the mixture at the highest bin it does see (clamped to [0, 1]).
+    ``phase`` is ``unit_phase(mixture)``, computed once for all sources. The Nyquist bin, which
+    the network does not see, takes the mixture's Nyquist bin scaled by the estimate's ratio to
+    the mixture at the highest bin it does see (clamped to [0, 1]).
     """
     top_ratio = magnitude[..., -1:, :] / (mixture[..., BINS - 1 : BINS, :].abs() + eps)
     nyquist = mixture[..., BINS:, :] * top_ratio.clamp(0.0, 1.0)
-    body = torch.polar(magnitude.float(), mixture[..., :BINS, :].angle())
-    return torch.cat([body, nyquist], dim=-2)
+    return torch.cat([magnitude * phase, nyquist], dim=-2)

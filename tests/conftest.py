@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+
 from septool.cli.app import main
 from septool.network import ModelConfig, SharedModel
 from septool.store import ENCODER_FILE, decoder_file, save_decoder, save_encoder

@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from septool.network import ModelConfig, SharedModel, count_parameters
 from septool.spectral import BINS, PATCH_FRAMES
 

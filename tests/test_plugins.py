@@ -2,6 +2,7 @@ import textwrap
 
 import pytest
 from conftest import BUILTIN, save_model, tiny_model
+
 from septool import SourceSpec, hookimpl
 from septool.store import decoder_file, save_decoder
 

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
-import septool
 import soundfile as sf
 from conftest import BUILTIN, write_song
+
+import septool
 from septool import SeptoolError
 
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 from conftest import tiny_model
 from scipy.signal import resample_poly
+
 from septool.audio import StreamResampler
 from septool.separator import Separator
 from septool.spectral import PATCH_SAMPLES

@@ -1,6 +1,7 @@
 import pytest
 import torch
 from conftest import tiny_model
+
 from septool import SeptoolError
 from septool.store import fingerprint, load_decoder, load_encoder, save_decoder, save_encoder
 

@@ -1,0 +1,138 @@
+"""Separation speed and memory of the paper-size model, against Open-Unmix, in one run.
+
+Prints seconds to separate the same 60 s stereo file with: septool 4 sources (fp32, bf16),
+1 source, four independent full networks, and Open-Unmix's architecture (one network per
+source, umxhq size, 4 targets) as the baseline; then peak memory for a 60 s and a 10 min file.
+Weights are random: speed does not depend on them. Run: python benchmarks/separate_speed.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from septool.network import ModelConfig, SharedModel
+from septool.separator import Separator
+from septool.store import ENCODER_FILE, decoder_file, save_decoder, save_encoder
+
+SOURCES = ["vocals", "drums", "bass", "other"]
+RATE = 44100
+
+
+def music(seconds: float, seed: int = 0) -> np.ndarray:
+    """A stereo test signal with chords, a bass line and noise bursts (speed does not care)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    chord = sum(np.sin(2 * np.pi * f * t * (1 + 0.01 * np.sin(t))) for f in (220, 277.2, 329.6)) / 6
+    bass = 0.3 * np.sin(2 * np.pi * 55 * (1 + (t % 2 > 1)) * t)
+    hits = (np.sin(2 * np.pi * 2 * t) > 0.95) * rng.standard_normal(t.size) * 0.3
+    mono = chord + bass + hits
+    return np.stack([mono, 0.8 * mono + 0.05 * rng.standard_normal(t.size)]).astype(np.float32) * 0.5
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(reference**2) / max(np.sum((reference - estimate) ** 2), 1e-30)))
+
+
+def open_unmix(niter: int):
+    sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))  # only its I/O needs it
+    from openunmix.model import OpenUnmix
+    from openunmix.model import Separator as UmxSeparator
+
+    targets = {s: OpenUnmix(nb_bins=2049, nb_channels=2, hidden_size=512, max_bin=1487).eval() for s in SOURCES}
+    return UmxSeparator(targets, niter=niter).eval()
+
+
+def peak_memory_mb(model_dir: Path, audio_path: Path) -> float:
+    # VmHWM is this process's own peak (ru_maxrss would carry the parent's peak across exec)
+    code = (
+        "import re, septool;"
+        f"septool.separate({str(audio_path)!r}, {str(audio_path.parent / 'out')!r}, model={str(model_dir)!r});"
+        "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    audio = music(args.seconds)
+    rows: dict[str, float] = {}
+
+    with torch.inference_mode():
+        mixture = torch.from_numpy(audio)[None]
+        rows["Open-Unmix, 4 targets, no Wiener (niter=0)"] = timed(lambda: open_unmix(0)(mixture), args.repeats)
+        rows["Open-Unmix, 4 targets, Wiener niter=1 (its default)"] = timed(lambda: open_unmix(1)(mixture), 1)
+
+    shared = SharedModel.build(ModelConfig.named("encoder"), SOURCES).eval()
+    plus = SharedModel.build(ModelConfig.named("encoder+"), SOURCES).eval()
+    independent = [SharedModel.build(ModelConfig.named("encoder"), [s]).eval() for s in SOURCES]
+    outputs = {}
+    for precision in ("fp32", "bf16"):
+        sep4 = Separator(shared, SOURCES, precision=precision)
+        rows[f"septool shared, 4 sources, {precision}"] = timed(
+            lambda sep=sep4, p=precision: outputs.__setitem__(p, sep.separate(audio)), args.repeats
+        )
+        sep1 = Separator(shared, ["vocals"], precision=precision)
+        rows[f"septool shared, 1 source, {precision}"] = timed(lambda sep=sep1: sep.separate(audio), args.repeats)
+        sep_plus = Separator(plus, SOURCES, precision=precision)
+        rows[f"septool encoder+, 4 sources, {precision}"] = timed(lambda sep=sep_plus: sep.separate(audio), 1)
+        seps = [Separator(net, [s], precision=precision) for net, s in zip(independent, SOURCES)]
+        rows[f"4 independent full networks, {precision}"] = timed(lambda ss=seps: [s.separate(audio) for s in ss], 1)
+
+    baseline = rows["Open-Unmix, 4 targets, no Wiener (niter=0)"]
+    print(f"\n{args.seconds:.0f} s stereo at 44.1 kHz, {args.threads} threads, torch {torch.__version__}")
+    print(f"{'configuration':56s} {'seconds':>8s} {'x real time':>12s} {'vs Open-Unmix':>14s}")
+    for name, seconds in rows.items():
+        print(f"{name:56s} {seconds:8.2f} {args.seconds / seconds:12.1f} {seconds / baseline:13.2f}x")
+    deviation = min(snr_db(outputs["fp32"][s], outputs["bf16"][s]) for s in SOURCES)
+    print(f"bf16 output against fp32 output (random weights), worst source: {deviation:.1f} dB SNR")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        fp = save_encoder(tmp / "model" / ENCODER_FILE, shared.encoder)
+        for s in SOURCES:
+            save_decoder(tmp / "model" / decoder_file(s), s, shared.decoders[s], fp, shared.encoder.widths)
+        memory = {}
+        for minutes in (1, 10):
+            path = tmp / f"{minutes}min.wav"
+            with sf.SoundFile(path, "w", RATE, 2, subtype="PCM_16") as handle:
+                for _ in range(minutes):
+                    handle.write(music(60).T)
+            memory[f"{minutes} min"] = peak_memory_mb(tmp / "model", path)
+    print("peak resident memory of `septool.separate` (4 sources, fp32, whole process):")
+    for name, mb in memory.items():
+        print(f"  {name:8s} {mb:8.0f} MB")
+    if args.json:
+        args.json.write_text(json.dumps({"seconds": rows, "bf16_snr_db": deviation, "peak_mb": memory}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
