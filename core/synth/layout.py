@@ -1,0 +1,45 @@
+"""Where a rendered song's files go in each database layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+LAYOUTS = ("musdb", "pairs", "stems")
+
+
+def song_folders(
+    out_dir: Path, layout: str, song: str, sources: list[str], database: str | None, subset: str
+) -> list[tuple[Path, list[str]]]:
+    """(folder, files to write) for one song; ``database`` is the source whose database it joins."""
+    root = out_dir / database if database else out_dir
+    if layout == "musdb":
+        return [(root / subset / song, ["all"])]
+    if layout == "stems":
+        return [(root / song, ["stems"])]
+    targets = [database] if database else sources
+    return [(out_dir / target / song, ["mixture", target]) for target in targets]
+
+
+def write_song(
+    folder: Path, wanted: list[str], audio: dict[str, np.ndarray], written_stems: list[str], metadata: dict
+) -> None:
+    """Write one song folder atomically: into a hidden temporary folder, then renamed."""
+    names = {
+        "all": ["mixture", *written_stems],
+        "stems": written_stems,
+    }
+    files = [n for w in wanted for n in names.get(w, [w])]
+    tmp = folder.parent / f".{folder.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in files:
+        sf.write(tmp / f"{name}.wav", audio[name].T, 44100, subtype="PCM_16")
+    (tmp / "song.json").write_text(json.dumps(metadata, indent=1))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
