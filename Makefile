@@ -8,7 +8,7 @@ install:
 	$(PYTHON) -m pip install -q -e ".[test]"
 
 demo: install
-	septool separate examples/audio/demo.flac -o separated
+	septool separate examples/audio/demo.ogg -o separated
 
 test: install
 	$(PYTHON) -m pytest -q

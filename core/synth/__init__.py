@@ -47,12 +47,14 @@ class SynthResult:
         return self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
 
 
-def plan(hours: float, seed: int, databases: Sequence[str] | None) -> list[SongJob]:
+def plan(
+    hours: float, seed: int, databases: Sequence[str] | None, song_seconds: tuple[float, float] = SONG_SECONDS
+) -> list[SongJob]:
     """Songs of random lengths until ``hours`` are reached; with ``databases``, dealt out in turn."""
     rng = np.random.default_rng(seed)
     jobs, total = [], 0.0
     while total < hours * 3600 or len(jobs) < len(databases or ()):
-        seconds = float(rng.uniform(*SONG_SECONDS))
+        seconds = float(rng.uniform(*song_seconds))
         index = len(jobs)
         database = databases[index % len(databases)] if databases else None
         jobs.append(SongJob(index, f"synth{seed}_{index:05d}", int(rng.integers(2**31)), seconds, database))
@@ -116,6 +118,7 @@ def synthesize(
     independent: bool = False,
     subset: str = "train",
     progress: Callable[[int, int], None] | None = None,
+    song_seconds: tuple[float, float] = SONG_SECONDS,
 ) -> SynthResult:
     """Render about ``hours`` of songs into ``out_dir``.
 
@@ -127,6 +130,7 @@ def synthesize(
         independent: one database per source (``<out>/<source>/...``), no song in two of them.
         subset: the musdb subset folder, ``train`` or ``test``.
         progress: ``progress(done, total)`` after each song.
+        song_seconds: range of song lengths (songs end on a section boundary, so a bit longer).
     Songs already present (same seed, same folder) are kept, so an interrupted run resumes.
     """
     extras = tuple(dict.fromkeys(extras))
@@ -143,7 +147,7 @@ def synthesize(
         "out_dir": out_dir, "layout": layout, "sources": targets, "subset": subset, "extras": extras,
         "soundfonts": loaded, "rendered": STEMS + extras, "written": written,
     }  # fmt: skip
-    todo = plan(hours, seed, targets if independent else None)
+    todo = plan(hours, seed, targets if independent else None, song_seconds)
     result = SynthResult(out_dir)
     pending = [job for job in todo if not _done(job, settings)]
     result.skipped = len(todo) - len(pending)

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from .render import PCM16
+
 LAYOUTS = ("musdb", "pairs", "stems")
 
 
@@ -39,7 +41,8 @@ def write_song(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name in files:
-        sf.write(tmp / f"{name}.wav", audio[name].T, 44100, subtype="PCM_16")
+        samples = np.round(audio[name].T * PCM16).astype(np.int16)  # exact: values are on the 16-bit grid
+        sf.write(tmp / f"{name}.wav", samples, 44100, subtype="PCM_16")
     (tmp / "song.json").write_text(json.dumps(metadata, indent=1))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
