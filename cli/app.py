@@ -132,6 +132,104 @@ def synth(
     )
 
 
+def parse_data(items: list[str] | None) -> dict[str, str]:
+    data = {}
+    for item in items or []:
+        source, sep, path = item.partition("=")
+        if not sep or not source or not path:
+            raise septool.SeptoolError(f"--data takes SOURCE=PATH, got {item!r}")
+        data[source.strip()] = path
+    return data
+
+
+def read_config(path: Path | None) -> dict:
+    """``septool.toml``: a [train] table of options and a [data] table of SOURCE = PATH."""
+    if path is None:
+        return {}
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise septool.SeptoolError(f"{path}: cannot read config ({err})") from None
+
+
+@app.command()
+def train(
+    out_dir: Annotated[Path, typer.Option("-o", "--out", help="Model directory to write.")] = Path("model"),
+    musdb: Annotated[Path | None, typer.Option(help="MUSDB18 or MUSDB18-HQ root (its train subset).")] = None,
+    data: Annotated[list[str] | None, typer.Option(help="SOURCE=PATH, one database per source (repeat).")] = None,
+    config: Annotated[Path | None, typer.Option(help="septool.toml with [train] and [data] tables.")] = None,
+    sources: Annotated[str | None, typer.Option(help="Sources to train (default: those of the data).")] = None,
+    interleave: Annotated[bool, typer.Option(help="Algorithm 1: interleaved mini-batches (default).")] = False,
+    accumulate: Annotated[bool, typer.Option(help="With --interleave: Algorithm 2, encoder gradients summed.")] = False,
+    simultaneous: Annotated[bool, typer.Option(help="Baseline: one database, the four losses summed.")] = False,
+    independent: Annotated[bool, typer.Option(help="Baseline: one full network per source.")] = False,
+    size: Annotated[str, typer.Option(help="encoder, encoder+ or tiny.")] = "encoder",
+    epochs: Annotated[int, typer.Option(help="Most epochs.")] = 1000,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without validation gain.")] = 30,
+    batch_size: Annotated[int, typer.Option(help="Patches per mini-batch.")] = 32,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-4,
+    batches_per_epoch: Annotated[int | None, typer.Option(help="Cap on batches per source per epoch.")] = None,
+    valid_patches: Annotated[int, typer.Option(help="Validation patches per source.")] = 32,
+    max_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget.")] = None,
+    seed: Annotated[int, typer.Option(help="Fixes initialization, splits and crops.")] = 0,
+    device: Annotated[str, typer.Option("-d", "--device", help="cpu, cuda or mps.")] = "cpu",
+    precision: Annotated[str, typer.Option(help="auto (bf16 on GPU), fp32 or bf16.")] = "auto",
+    augment: Annotated[bool, typer.Option(help="Random scaling, panning and filtering.")] = True,
+    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")] = False,
+) -> None:
+    """Train the shared encoder and the decoders (the paper's four procedures)."""
+    from rich.live import Live
+
+    chosen = [name for name, flag in (("simultaneous", simultaneous), ("independent", independent)) if flag]
+    if len(chosen) > 1 or (chosen and (interleave or accumulate)):
+        raise septool.SeptoolError("choose one procedure: --interleave [--accumulate], --simultaneous or --independent")
+    procedure = chosen[0] if chosen else ("interleaved-acc" if accumulate else "interleaved")
+    settings = read_config(config)
+    options = dict(
+        procedure=procedure, size=size, batch_size=batch_size, lr=lr, max_epochs=epochs, patience=patience,
+        batches_per_epoch=batches_per_epoch, valid_patches=valid_patches, seed=seed, device=device,
+        precision=precision, augment=augment, max_minutes=max_minutes,
+    )  # fmt: skip
+    unknown = set(settings.get("train", {})) - set(options)
+    if unknown:
+        raise septool.SeptoolError(f"{config}: unknown [train] option(s) {', '.join(sorted(unknown))}")
+    options |= settings.get("train", {})
+    databases = {k: str(v) for k, v in settings.get("data", {}).items()} | parse_data(data)
+    status = {"text": "checking databases..."}
+
+    def render():
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row(status["text"])
+        return grid
+
+    def progress(event: dict) -> None:
+        if "epoch_done" in event:
+            rec = event["epoch_done"]
+            cells = "  ".join(f"{s} {rec['train'][s]:.4f}/{rec['valid'][s]:.4f}" for s in rec["valid"])
+            out.print(f"epoch {rec['epoch']:4d}  train/valid L1  {cells}  ({rec['seconds']:.0f} s)")
+            return
+        losses = "  ".join(f"{s} {v:.4f}" for s, v in event["loss"].items())
+        status["text"] = f"epoch {event['epoch']}  batch {event['step']}/{event['steps']}  {losses}"
+        live.update(render())
+
+    with Live(render(), console=console, transient=True) as live:
+        result = septool.train(
+            out_dir,
+            musdb=musdb,
+            data=databases or None,
+            sources=split_sources(sources),
+            config=septool.TrainConfig(**options),
+            resume=resume,
+            progress=progress,
+        )
+    out.print(
+        f"{result.stopped} after {result.epochs} epochs ({result.seconds:.0f} s, {result.patches_seen} patches); "
+        f"best validation L1 {result.best_loss:.4f} at epoch {result.best_epoch}; model written to {result.model_dir}"
+    )
+
+
 @app.command()
 def plugins() -> None:
     """List source plugins, their versions and sources, and any that failed to load."""
@@ -165,3 +263,7 @@ def main() -> None:
     except (typer.BadParameter, typer.Abort) as err:
         console.print(f"[red]error:[/] {err}", highlight=False)
         sys.exit(2)
+
+
+if __name__ == "__main__":  # python -m septool.cli.app (torchrun -m septool.cli.app train ...)
+    main()

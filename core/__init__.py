@@ -1,15 +1,16 @@
 """septool: music source separation with a shared encoder and independent decoders.
 
 The public API: source plugins use ``hookimpl``, ``SourceSpec`` and ``DatasetSpec``;
-applications use ``separate``, ``load_model`` and ``Separator``.
+applications use ``separate``, ``load_model``, ``Separator`` and ``train``.
 """
 
-from .api import LoadedModel, SeparatedTrack, load_model, separate
+from .api import LoadedModel, SeparatedTrack, load_model, separate, train
 from .errors import SeptoolError
 from .hookspecs import hookimpl
 from .network import ModelConfig, SharedModel
 from .separator import Separator
 from .sources import DatasetSpec, SourceSpec
+from .trainer import TrainConfig, TrainResult
 
 __all__ = [
     "DatasetSpec",
@@ -20,7 +21,10 @@ __all__ = [
     "SeptoolError",
     "SharedModel",
     "SourceSpec",
+    "TrainConfig",
+    "TrainResult",
     "hookimpl",
     "load_model",
     "separate",
+    "train",
 ]

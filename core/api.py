@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import audio as audio_io
+from .datasets import MUSDB_STEMS, AudioCache, from_folders, from_musdb
 from .errors import SeptoolError
 from .network import SharedModel
 from .plugin_manager import Registry, registry
 from .separator import Separator
 from .store import ENCODER_FILE, StoredEncoder, decoder_file, load_decoder, load_encoder, packaged_encoder
+from .trainer import TrainConfig, Trainer, TrainResult
 
 DEFAULT_FILENAME = "{track}/{source}.{ext}"
 FILENAME_FIELDS = {"track", "source", "ext"}
@@ -210,3 +212,54 @@ def _separate_file(separator, info, out_dir, filename, fmt, bits, progress) -> S
         {s: w.peak for s, w in writers.items()},
         info.duration,
     )
+
+
+def train(
+    out_dir: str | os.PathLike,
+    musdb: str | os.PathLike | None = None,
+    data: dict[str, str | os.PathLike] | None = None,
+    sources: Sequence[str] | None = None,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    valid_fraction: float = 0.15,
+    progress: Callable[[dict], None] | None = None,
+    cache: str | os.PathLike | None = None,
+) -> TrainResult:
+    """Train a model directory from MUSDB18 (``musdb``) or one database per source (``data``).
+
+    Every database is checked before training starts. With ``musdb``, the sources' independent
+    databases are derived as in the paper (§4.2); the simultaneous procedure uses its tracks
+    with all targets. Each source must be registered by a plugin whose dataset spec accepts
+    the database's format.
+    """
+    config = config or TrainConfig()
+    reg = registry()
+    if (musdb is None) == (not data):
+        raise SeptoolError("give either a MUSDB18 folder (--musdb) or one database per source (--data SOURCE=PATH)")
+    chosen = list(sources) if sources else (list(data) if data else [s for s in MUSDB_STEMS if s in reg.sources])
+    specs = {s: reg.get(s) for s in chosen}
+    if data and set(chosen) != set(data):
+        raise SeptoolError(f"--data names {', '.join(data)} but --sources asks for {', '.join(chosen)}")
+    audio_cache = AudioCache(Path(cache) if cache else None)
+    if musdb is not None:
+        outside = [s for s in chosen if s not in MUSDB_STEMS]
+        if outside:
+            raise SeptoolError(f"MUSDB18 has no {outside[0]!r} stem; train it with --data {outside[0]}=PATH")
+        refused = [s for s, spec in specs.items() if "musdb" not in spec.dataset.formats]
+        if refused:
+            raise SeptoolError(f"source {refused[0]!r} does not train from MUSDB18 (its plugin says so)")
+        dbs = from_musdb(
+            Path(musdb), chosen, config.procedure == "simultaneous", config.seed, valid_fraction, audio_cache
+        )
+    else:
+        if config.procedure == "simultaneous":
+            raise SeptoolError("the simultaneous procedure needs every target for every track: use --musdb")
+        dbs = from_folders(
+            {s: Path(p) for s, p in data.items()},
+            {s: spec.target for s, spec in specs.items()},
+            {s: spec.dataset.formats for s, spec in specs.items()},
+            config.seed,
+            valid_fraction,
+            audio_cache,
+        )
+    return Trainer(config, dbs, Path(out_dir), progress).run(resume=resume)

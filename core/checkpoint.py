@@ -1,0 +1,80 @@
+"""Training checkpoints in safetensors (no pickle): module and optimizer states plus a JSON header."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import SeptoolError
+
+CHECKPOINT_FILE = "checkpoint.safetensors"
+
+
+def _flatten_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict, groups: dict) -> None:
+    state = optimizer.state_dict()
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            tensor = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"{prefix}.{index}.{key}"] = tensor.detach().cpu().contiguous()
+    groups[prefix] = state["param_groups"]
+
+
+def save_checkpoint(
+    path: Path,
+    modules: dict[str, torch.nn.Module | dict[str, torch.Tensor]],
+    optimizers: dict[str, torch.optim.Optimizer],
+    header: dict,
+) -> None:
+    """Write modules (or state dicts), optimizers and ``header`` atomically to ``path``."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, module in modules.items():
+        state = module.state_dict() if isinstance(module, torch.nn.Module) else module
+        for key, value in state.items():
+            tensors[f"module.{name}.{key}"] = value.detach().cpu().contiguous().clone()
+    groups: dict[str, list] = {}
+    for name, optimizer in optimizers.items():
+        _flatten_optimizer(f"optim.{name}", optimizer, tensors, groups)
+    metadata = {"header": json.dumps(header), "param_groups": json.dumps(groups)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Checkpoint:
+    """A loaded checkpoint: ``header``, ``module_state(name)``, ``load_optimizer(name, optimizer)``."""
+
+    def __init__(self, path: Path):
+        from safetensors import safe_open
+
+        try:
+            self.tensors = load_file(str(path))
+            with safe_open(str(path), "pt") as handle:
+                metadata = handle.metadata()
+            self.header = json.loads(metadata["header"])
+            self.groups = json.loads(metadata["param_groups"])
+        except (OSError, KeyError, ValueError) as err:
+            raise SeptoolError(f"{path}: not a usable septool checkpoint ({err})") from None
+
+    def module_state(self, name: str) -> dict[str, torch.Tensor]:
+        prefix = f"module.{name}."
+        return {k[len(prefix) :]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+
+    def load_optimizer(self, name: str, optimizer: torch.optim.Optimizer) -> None:
+        prefix = f"optim.{name}."
+        state: dict[int, dict] = {}
+        for key, value in self.tensors.items():
+            if key.startswith(prefix):
+                index, field = key[len(prefix) :].split(".", 1)
+                state.setdefault(int(index), {})[field] = value
+        optimizer.load_state_dict({"state": state, "param_groups": self.groups[f"optim.{name}"]})

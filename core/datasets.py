@@ -1,0 +1,413 @@
+"""Training databases, one per source: read from MUSDB18, pair folders or stem folders.
+
+Every file is decoded once into an int16 cache (``SEPTOOL_CACHE``, default ``~/.cache/septool``)
+and memory-mapped, so random crops cost no decoding. Every file is checked before training:
+a database with an unreadable, silent, non-finite or mismatched file is refused, each problem
+named on its own line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import audio as audio_io
+from .augment import Augmentation
+from .errors import SeptoolError
+from .spectral import PATCH_SAMPLES
+
+CACHE_ENV = "SEPTOOL_CACHE"
+INT16 = 32767.0
+MUSDB_STEMS = ("vocals", "drums", "bass", "other")
+
+
+class DatabaseError(SeptoolError):
+    """A database failed its checks; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def cache_folder() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "septool" / "audio")
+
+
+class AudioCache:
+    """Decoded audio as memory-mapped (2, n) int16 arrays at 44.1 kHz, keyed by file identity."""
+
+    def __init__(self, folder: Path | None = None):
+        self.folder = Path(folder) if folder else cache_folder()
+
+    def _key(self, text: str) -> Path:
+        return self.folder / f"{hashlib.sha1(text.encode()).hexdigest()[:24]}.npy"
+
+    def load(self, path: Path) -> np.ndarray:
+        stat = path.stat()
+        cached = self._key(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+        if not cached.exists():
+            audio, _ = audio_io.load(path)
+            self._save(cached, audio)
+        return np.load(cached, mmap_mode="r")
+
+    def store(self, key: str, audio: np.ndarray) -> np.ndarray:
+        cached = self._key(key)
+        if not cached.exists():
+            if not np.isfinite(audio).all():
+                raise SeptoolError(f"{key}: contains NaN or infinite samples")
+            self._save(cached, audio)
+        return np.load(cached, mmap_mode="r")
+
+    def _save(self, cached: Path, audio: np.ndarray) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, np.round(np.clip(audio, -1.0, 1.0) * INT16).astype(np.int16))
+        os.replace(tmp, cached)
+
+
+@dataclass
+class Track:
+    """One song of a database: named stems, the mixture when the database has one, and the
+    region of samples [start, stop) that this split may crop from."""
+
+    name: str
+    stems: dict[str, np.ndarray]
+    mixture: np.ndarray | None
+    start: int = 0
+    stop: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.stop:
+            first = self.mixture if self.mixture is not None else next(iter(self.stems.values()))
+            self.stop = first.shape[1]
+
+    @property
+    def length(self) -> int:
+        return self.stop - self.start
+
+
+def _crop(audio: np.ndarray, offset: int) -> np.ndarray:
+    piece = np.asarray(audio[:, offset : offset + PATCH_SAMPLES], dtype=np.float32) / INT16
+    if piece.shape[1] < PATCH_SAMPLES:
+        piece = np.pad(piece, ((0, 0), (0, PATCH_SAMPLES - piece.shape[1])))
+    return piece
+
+
+def _plan(tracks: Sequence[Track], rng: np.random.Generator, count: int) -> list[tuple[int, int]]:
+    slots = [
+        (i, t.start + k * PATCH_SAMPLES) for i, t in enumerate(tracks) for k in range(max(1, t.length // PATCH_SAMPLES))
+    ]
+    chosen = rng.choice(len(slots), size=count, replace=count > len(slots))
+    plan = []
+    for slot in chosen:
+        index, start = slots[int(slot)]
+        room = max(0, min(PATCH_SAMPLES, tracks[index].stop - start - PATCH_SAMPLES))
+        plan.append((index, start + int(rng.integers(room + 1))))
+    return plan
+
+
+def _offset(track: Track, rng: np.random.Generator) -> int:
+    return track.start + int(rng.integers(max(1, track.length - PATCH_SAMPLES + 1)))
+
+
+@dataclass
+class SourceDatabase:
+    """(mixture, target) training examples for one source.
+
+    With mixtures on disk (MUSDB18, pair folders) a crop takes the target and the mixture at the
+    same place; the rest of the mixture is ``mixture - target``. Without (stem folders) the rest
+    is 1 to 3 other stems cropped at random from random tracks: mixtures built on the fly.
+    """
+
+    source: str
+    target: str
+    tracks: list[Track]
+    kind: str
+    material: list[Track] = field(default_factory=list)  # stem folders: where the rest is drawn from
+
+    @property
+    def patches(self) -> int:
+        """How many non-overlapping patches the database holds: its size for an epoch."""
+        return max(1, sum(t.length for t in self.tracks) // PATCH_SAMPLES)
+
+    def epoch_plan(self, rng: np.random.Generator, count: int) -> list[tuple[int, int]]:
+        """A random subset of ``count`` patch slots, as (track index, offset) pairs.
+
+        The database is cut into non-overlapping patch slots; the subset is drawn without
+        replacement (with replacement only when ``count`` exceeds the slots), and each crop is
+        jittered inside its slot. A fresh subset every epoch is the paper's subsampling (§3.1).
+        """
+        return _plan(self.tracks, rng, count)
+
+    def _pick(self, rng: np.random.Generator, tracks: Sequence[Track]) -> Track:
+        weights = np.array([t.length for t in tracks], dtype=float)
+        return tracks[int(rng.choice(len(tracks), p=weights / weights.sum()))]
+
+    def sample(
+        self, rng: np.random.Generator, plan: list[tuple[int, int]], augment: Augmentation | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (mixture, target) crops of ``plan`` as (len(plan), 2, PATCH_SAMPLES) float tensors."""
+        targets, rests = [], []
+        for index, offset in plan:
+            track = self.tracks[index]
+            target = _crop(track.stems[self.target], offset)
+            if track.mixture is not None:
+                rest = _crop(track.mixture, offset) - target
+            else:
+                rest = np.zeros_like(target)
+                for _ in range(int(rng.integers(1, 4))):
+                    other = self._pick(rng, self.material)
+                    names = [n for n in other.stems if n != self.target]
+                    if names:
+                        rest += _crop(other.stems[names[int(rng.integers(len(names)))]], _offset(other, rng))
+            targets.append(target)
+            rests.append(rest)
+        target_t, rest_t = torch.from_numpy(np.stack(targets)), torch.from_numpy(np.stack(rests))
+        if augment is not None:
+            target_t, rest_t = augment(target_t, rng), augment(rest_t, rng)
+        return target_t + rest_t, target_t
+
+
+@dataclass
+class MultiDatabase:
+    """Tracks with every target: the *simultaneous* database of the paper (§4.2)."""
+
+    sources: list[str]
+    tracks: list[Track]
+
+    @property
+    def patches(self) -> int:
+        return max(1, sum(t.length for t in self.tracks) // PATCH_SAMPLES)
+
+    def epoch_plan(self, rng: np.random.Generator, count: int) -> list[tuple[int, int]]:
+        return _plan(self.tracks, rng, count)
+
+    def sample(
+        self, rng: np.random.Generator, plan: list[tuple[int, int]], augment: Augmentation | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        crops: dict[str, list[np.ndarray]] = {s: [] for s in [*self.sources, "_rest"]}
+        for index, offset in plan:
+            track = self.tracks[index]
+            rest = _crop(track.mixture, offset)
+            for source in self.sources:
+                crops[source].append(_crop(track.stems[source], offset))
+                rest = rest - crops[source][-1]
+            crops["_rest"].append(rest)
+        parts = {s: torch.from_numpy(np.stack(c)) for s, c in crops.items()}
+        if augment is not None:
+            parts = {s: augment(p, rng) for s, p in parts.items()}
+        mixture = sum(parts.values())
+        return mixture, {s: parts[s] for s in self.sources}
+
+
+# --- reading folders -----------------------------------------------------------------------------
+def _audio_files(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in audio_io.AUDIO_SUFFIXES}
+
+
+def detect_format(root: Path) -> str:
+    """``musdb`` (train/ or test/ of track folders or .stem.mp4), ``pairs`` or ``stems``."""
+    if not root.is_dir():
+        raise SeptoolError(f"{root}: no such database folder")
+    for subset in ("train", "test"):
+        folder = root / subset
+        if folder.is_dir() and (
+            any(folder.glob("*.stem.mp4")) or any((d / "mixture.wav").exists() for d in folder.iterdir() if d.is_dir())
+        ):
+            return "musdb"
+    tracks = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    if not tracks:
+        raise SeptoolError(f"{root}: empty database (no track folders)")
+    return "pairs" if any("mixture" in _audio_files(d) for d in tracks) else "stems"
+
+
+def _load(cache: AudioCache, path: Path, problems: list[str]) -> np.ndarray | None:
+    try:
+        audio = cache.load(path)
+    except SeptoolError as err:
+        problems.append(str(err))
+        return None
+    if not np.any(audio):
+        problems.append(f"{path}: silent (every sample is zero)")
+        return None
+    return audio
+
+
+def _check_lengths(name: str, files: dict[str, Path], arrays: dict[str, np.ndarray], problems: list[str]) -> bool:
+    lengths = {n: a.shape[1] for n, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"{files[n].name} {length}" for n, length in lengths.items())
+        problems.append(f"{files[next(iter(files))].parent}: length mismatch between files ({detail} samples)")
+        return False
+    return True
+
+
+def read_folder_tracks(root: Path, fmt: str, target: str, cache: AudioCache, problems: list[str]) -> list[Track]:
+    """Track folders of a pair or stem database."""
+    tracks = []
+    folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not folders:
+        problems.append(f"{root}: empty database (no track folders)")
+    for folder in folders:
+        files = _audio_files(folder)
+        if fmt == "pairs":
+            missing = [n for n in ("mixture", target) if n not in files]
+            if missing:
+                problems.append(f"{folder}: no {' or '.join(missing)} audio file")
+                continue
+            files = {"mixture": files["mixture"], target: files[target]}
+        else:
+            files.pop("mixture", None)
+            if not files:
+                problems.append(f"{folder}: no audio files")
+                continue
+        arrays = {n: _load(cache, p, problems) for n, p in files.items()}
+        if any(a is None for a in arrays.values()) or not _check_lengths(folder.name, files, arrays, problems):
+            continue
+        mixture = arrays.pop("mixture", None)
+        tracks.append(Track(folder.name, arrays, mixture))
+    if fmt == "stems" and tracks and not any(target in t.stems for t in tracks):
+        problems.append(f"{root}: no track has a {target} stem")
+    return tracks
+
+
+def read_musdb(root: Path, subset: str, cache: AudioCache, problems: list[str], stems=MUSDB_STEMS) -> list[Track]:
+    """MUSDB18 (.stem.mp4, decoded by musdb through ffmpeg) or MUSDB18-HQ (wav) tracks of a subset."""
+    import musdb
+
+    is_wav = not any((root / subset).glob("*.stem.mp4"))
+    try:
+        db = musdb.DB(root=str(root), subsets=subset, is_wav=is_wav)
+    except Exception as err:  # musdb raises bare exceptions for bad roots
+        problems.append(f"{root}: not a MUSDB18 folder ({err})")
+        return []
+    if len(db) == 0:
+        problems.append(f"{root / subset}: no MUSDB18 tracks")
+    tracks = []
+    for track in db:
+        if is_wav:
+            folder = Path(track.path).parent if Path(track.path).is_file() else Path(track.path)
+            folder = folder if (folder / "mixture.wav").exists() else root / subset / track.name
+            files = {"mixture": folder / "mixture.wav", **{s: folder / f"{s}.wav" for s in stems}}
+            missing = [p.name for p in files.values() if not p.exists()]
+            if missing:
+                problems.append(f"{folder}: missing {', '.join(missing)}")
+                continue
+            arrays = {n: _load(cache, p, problems) for n, p in files.items()}
+        else:
+            files = {n: Path(f"{track.path}[{n}]") for n in ("mixture", *stems)}
+            try:
+                decoded = {"mixture": track.audio, **{s: track.targets[s].audio for s in stems}}
+                arrays = {n: cache.store(f"{track.path}:{n}", a.T.astype(np.float32)) for n, a in decoded.items()}
+            except Exception as err:  # stempeg and ffmpeg raise many kinds
+                problems.append(f"{track.path}: cannot decode ({err})")
+                continue
+            for name, array in list(arrays.items()):
+                if not np.any(array):
+                    problems.append(f"{files[name]}: silent (every sample is zero)")
+                    arrays[name] = None
+        if any(a is None for a in arrays.values()) or not _check_lengths(track.name, files, arrays, problems):
+            continue
+        mixture = arrays.pop("mixture")
+        tracks.append(Track(track.name, arrays, mixture))
+    return tracks
+
+
+# --- splits -----------------------------------------------------------------------------------------
+def split_tracks(tracks: list[Track], fraction: float, rng: np.random.Generator) -> tuple[list[Track], list[Track]]:
+    """Shuffle, then hold out ``fraction`` of the tracks (at least one) for validation.
+
+    A database of a single track is split in time instead: its last ``fraction`` validates.
+    """
+    order = [tracks[i] for i in rng.permutation(len(tracks))]
+    if len(order) >= 2:
+        n_valid = min(len(order) - 1, max(1, round(fraction * len(order))))
+        return order[n_valid:], order[:n_valid]
+    (track,) = order
+    cut = track.start + int(track.length * (1 - fraction))
+    train = Track(track.name, track.stems, track.mixture, track.start, cut)
+    valid = Track(track.name, track.stems, track.mixture, cut, track.stop)
+    return [train], [valid]
+
+
+@dataclass
+class Databases:
+    """What the trainer reads: per source a training and a validation database (or one
+    simultaneous database for all sources)."""
+
+    train: dict[str, SourceDatabase] = field(default_factory=dict)
+    valid: dict[str, SourceDatabase] = field(default_factory=dict)
+    simultaneous: tuple[MultiDatabase, MultiDatabase] | None = None
+    origin: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sources(self) -> list[str]:
+        return list(self.train) or list(self.simultaneous[0].sources)
+
+
+def _source_rng(seed: int, source: str) -> np.random.Generator:
+    return np.random.default_rng([seed, int(hashlib.sha1(source.encode()).hexdigest()[:8], 16)])
+
+
+def from_musdb(
+    root: Path, sources: Sequence[str], simultaneous: bool, seed: int, valid_fraction: float, cache: AudioCache
+) -> Databases:
+    """The paper's two set-ups (§4.2) from MUSDB18's training set: one simultaneous database, or
+    one database per source with its own random train/validation split and shuffled order."""
+    problems: list[str] = []
+    tracks = read_musdb(Path(root), "train", cache, problems)
+    if problems:
+        raise DatabaseError(problems)
+    dbs = Databases(origin={s: f"musdb:{root}" for s in sources})
+    if simultaneous:
+        train, valid = split_tracks(tracks, valid_fraction, np.random.default_rng([seed, 0]))
+        dbs.simultaneous = (MultiDatabase(list(sources), train), MultiDatabase(list(sources), valid))
+        return dbs
+    for source in sources:
+        train, valid = split_tracks(tracks, valid_fraction, _source_rng(seed, source))
+        dbs.train[source] = SourceDatabase(source, source, train, "musdb")
+        dbs.valid[source] = SourceDatabase(source, source, valid, "musdb")
+    return dbs
+
+
+def from_folders(
+    data: dict[str, Path], targets: dict[str, str], formats: dict[str, tuple[str, ...]], seed: int,
+    valid_fraction: float, cache: AudioCache,
+) -> Databases:  # fmt: skip
+    """One database per source from ``data`` (source -> folder in any accepted format)."""
+    problems: list[str] = []
+    dbs = Databases()
+    for source, root in data.items():
+        root = Path(root)
+        try:
+            fmt = detect_format(root)
+        except SeptoolError as err:
+            problems.append(str(err))
+            continue
+        if fmt not in formats[source]:
+            problems.append(f"{root}: a {fmt} database, but source {source!r} reads {', '.join(formats[source])}")
+            continue
+        target = targets[source]
+        if fmt == "musdb":
+            tracks = read_musdb(root, "train", cache, problems, stems=(target,))
+            kind = "musdb"
+        else:
+            tracks = read_folder_tracks(root, fmt, target, cache, problems)
+            kind = fmt
+        material = tracks if fmt == "stems" else []
+        tracks = [t for t in tracks if target in t.stems]
+        if not tracks:
+            continue
+        train, valid = split_tracks(tracks, valid_fraction, _source_rng(seed, source))
+        dbs.train[source] = SourceDatabase(source, target, train, kind, material)
+        dbs.valid[source] = SourceDatabase(source, target, valid, kind, material)
+        dbs.origin[source] = f"{fmt}:{root}"
+    if problems:
+        raise DatabaseError(problems)
+    return dbs

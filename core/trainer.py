@@ -1,0 +1,463 @@
+"""Training the shared model on independent databases: the paper's four procedures (§3, §4.3).
+
+- ``interleaved`` (Algorithm 1): each epoch, every source's database is subsampled at random to
+  the number of batches of the smallest one; batches alternate over the sources in a random
+  non-repeating order; each step updates the encoder and that source's decoder.
+- ``interleaved-acc`` (Algorithm 2): the same rounds, but encoder gradients are summed over one
+  batch of every source and the encoder steps once per round; decoders step after their batch.
+- ``simultaneous``: one database whose tracks have every target; the four losses are summed.
+- ``independent``: one full network (encoder and decoder) per source.
+
+L1 loss on normalized magnitudes, Adam, early stopping on the validation loss with the best
+weights kept. A checkpoint is written atomically after every epoch; ``resume`` continues from it
+and reaches the same weights as an uninterrupted run (all randomness is drawn per epoch from the
+seed). Under ``torchrun`` every process trains on its own crops and gradients are averaged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .augment import Augmentation
+from .checkpoint import CHECKPOINT_FILE, Checkpoint, save_checkpoint
+from .datasets import Databases
+from .errors import SeptoolError
+from .network import Decoder, Encoder, ModelConfig, SharedModel
+from .separator import resolve_device
+from .spectral import BINS, Spectrogram, model_magnitude
+from .store import ENCODER_FILE, decoder_file, save_decoder, save_encoder
+
+PROCEDURES = ("interleaved", "interleaved-acc", "simultaneous", "independent")
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; the defaults are the paper's (§4.2) where it gives them."""
+
+    procedure: str = "interleaved"
+    size: str = "encoder"
+    batch_size: int = 32
+    lr: float = 2e-4
+    max_epochs: int = 1000
+    patience: int = 30
+    batches_per_epoch: int | None = None
+    valid_patches: int = 32
+    seed: int = 0
+    device: str = "cpu"
+    precision: str = "auto"
+    augment: bool = True
+    max_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.procedure not in PROCEDURES:
+            raise SeptoolError(f"unknown training procedure {self.procedure!r}; choose {', '.join(PROCEDURES)}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise SeptoolError(f"unknown precision {self.precision!r}; choose auto, fp32 or bf16")
+        ModelConfig.named(self.size)
+        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.valid_patches < 1:
+            raise SeptoolError("batch size, epochs, patience and validation patches must be at least 1")
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    epochs: int
+    best_epoch: int
+    best_loss: float
+    stopped: str
+    history: list[dict] = field(default_factory=list)
+    encoder_steps: int = 0
+    patches_seen: int = 0
+    seconds: float = 0.0
+
+
+Progress = Callable[[dict], None]
+
+
+class Distributed:
+    """torch.distributed when launched by torchrun (WORLD_SIZE > 1), a no-op otherwise."""
+
+    def __init__(self, device: torch.device):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def broadcast(self, module: torch.nn.Module) -> None:
+        if self.world > 1:
+            for tensor in module.state_dict().values():
+                dist.broadcast(tensor, 0)
+
+    def average_gradients(self, parameters) -> None:
+        if self.world > 1:
+            for param in parameters:
+                if param.grad is not None:
+                    dist.all_reduce(param.grad)
+                    param.grad /= self.world
+
+
+class Trainer:
+    """Trains a shared model (or independent networks) on ``databases`` into ``out_dir``."""
+
+    def __init__(self, config: TrainConfig, databases: Databases, out_dir: Path, progress: Progress | None = None):
+        self.config = config
+        self.dbs = databases
+        self.out_dir = Path(out_dir)
+        self.progress = progress
+        self.sources = databases.sources
+        self.device = resolve_device(config.device)
+        self.dist = Distributed(self.device)
+        precision = config.precision
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" else "fp32"
+        self.autocast = (
+            (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16))
+            if precision == "bf16"
+            else contextlib.nullcontext
+        )
+        self.precision = precision
+        self.augment = Augmentation() if config.augment else None
+        self.spectrogram = Spectrogram().to(self.device)
+        self._build()
+        self.epoch = 0
+        self.best = {"loss": float("inf"), "epoch": 0, "state": None}
+        self.bad_epochs = 0
+        self.encoder_steps = 0
+        self.patches_seen = 0
+        self.history: list[dict] = []
+        self.seconds = 0.0
+        self.last_orders: list[list[str]] = []
+
+    # --- model -------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        torch.manual_seed(self.config.seed)
+        model_config = ModelConfig.named(self.config.size)
+        if self.config.procedure == "independent":
+            self.networks = {s: SharedModel.build(model_config, [s]) for s in self.sources}
+        else:
+            self.networks = {"shared": SharedModel.build(model_config, self.sources)}
+        for net in self.networks.values():
+            net.to(self.device)
+            self.dist.broadcast(net)
+        lr = self.config.lr
+        self.encoder_opts = {k: torch.optim.Adam(n.encoder.parameters(), lr=lr) for k, n in self.networks.items()}
+        self.decoder_opts = {s: torch.optim.Adam(self.decoder(s).parameters(), lr=lr) for s in self.sources}
+
+    def network_key(self, source: str) -> str:
+        return source if self.config.procedure == "independent" else "shared"
+
+    def encoder(self, source: str) -> Encoder:
+        return self.networks[self.network_key(source)].encoder
+
+    def decoder(self, source: str) -> Decoder:
+        return self.networks[self.network_key(source)].decoders[source]
+
+    # --- data --------------------------------------------------------------------------------------
+    def _magnitudes(self, audio: torch.Tensor, encoder: Encoder) -> torch.Tensor:
+        return encoder.normalize(model_magnitude(self.spectrogram(audio.to(self.device))))
+
+    def _fit_normalization(self) -> None:
+        """Per-bin standard deviation of the training mixtures' magnitudes (paper §2.2)."""
+        rng = np.random.default_rng([self.config.seed, 7])
+        for key, net in self.networks.items():
+            dbs = [self.dbs.simultaneous[0]] if self.dbs.simultaneous else [
+                self.dbs.train[s] for s in self.sources if key in ("shared", s)
+            ]  # fmt: skip
+            total, square, count = torch.zeros(BINS), torch.zeros(BINS), 0
+            for db in dbs:
+                mixture, _ = db.sample(rng, db.epoch_plan(rng, min(64, 4 * db.patches)))
+                with torch.no_grad():
+                    mag = model_magnitude(self.spectrogram(mixture.to(self.device))).cpu().double()
+                total += mag.sum(dim=(0, 1, 3)).float()
+                square += (mag**2).sum(dim=(0, 1, 3)).float()
+                count += mag.shape[0] * mag.shape[1] * mag.shape[3]
+            std = (square / count - (total / count) ** 2).clamp_min(0).sqrt()
+            net.encoder.bin_std.copy_(std.clamp_min(1e-2 * float(std.median()) + 1e-8))
+
+    def _validation_sets(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        rng = np.random.default_rng([self.config.seed, 11])
+        count = self.config.valid_patches
+        if self.dbs.simultaneous:
+            valid = self.dbs.simultaneous[1]
+            mixture, targets = valid.sample(rng, valid.epoch_plan(rng, count))
+            return {s: (mixture, targets[s]) for s in self.sources}
+        sets = {}
+        for source in self.sources:
+            valid = self.dbs.valid[source]
+            sets[source] = valid.sample(rng, valid.epoch_plan(rng, count))
+        return sets
+
+    def batches_per_epoch(self) -> int:
+        batch = self.config.batch_size
+        if self.dbs.simultaneous:
+            n = self.dbs.simultaneous[0].patches // batch
+        else:
+            n = min(self.dbs.train[s].patches for s in self.sources) // batch
+        n = max(1, n)
+        return min(n, self.config.batches_per_epoch) if self.config.batches_per_epoch else n
+
+    # --- steps -------------------------------------------------------------------------------------
+    def _loss(self, source: str, mixture: torch.Tensor, target: torch.Tensor, features=None) -> torch.Tensor:
+        encoder = self.encoder(source)
+        x = self._magnitudes(mixture, encoder)
+        y = self._magnitudes(target, encoder)
+        with self.autocast():
+            estimate = self.decoder(source)(features if features is not None else encoder(x))
+        return torch.nn.functional.l1_loss(estimate.float(), y)
+
+    def _step_source(self, source: str, mixture, target, step_encoder: bool) -> float:
+        key = self.network_key(source)
+        self.decoder_opts[source].zero_grad(set_to_none=True)
+        if step_encoder:
+            self.encoder_opts[key].zero_grad(set_to_none=True)
+        loss = self._loss(source, mixture, target)
+        loss.backward()
+        self.dist.average_gradients(self.decoder(source).parameters())
+        self.decoder_opts[source].step()
+        if step_encoder:
+            self.dist.average_gradients(self.encoder(source).parameters())
+            self.encoder_opts[key].step()
+            self.encoder_steps += 1
+        return loss.item()
+
+    def _step_simultaneous(self, mixture, targets) -> dict[str, float]:
+        net = self.networks["shared"]
+        for opt in [*self.encoder_opts.values(), *self.decoder_opts.values()]:
+            opt.zero_grad(set_to_none=True)
+        x = self._magnitudes(mixture, net.encoder)
+        with self.autocast():
+            features = net.encoder(x)
+        losses = {s: self._loss(s, mixture, targets[s], features) for s in self.sources}
+        sum(losses.values()).backward()
+        self.dist.average_gradients(net.parameters())
+        for opt in [*self.encoder_opts.values(), *self.decoder_opts.values()]:
+            opt.step()
+        self.encoder_steps += 1
+        return {s: v.item() for s, v in losses.items()}
+
+    def _train_epoch(self) -> dict[str, float]:
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, self.epoch, self.dist.rank])
+        order_rng = np.random.default_rng([cfg.seed, self.epoch, 1_000_003])  # the same on every rank
+        n_batches, batch = self.batches_per_epoch(), cfg.batch_size
+        for net in self.networks.values():
+            net.train()
+        sums = dict.fromkeys(self.sources, 0.0)
+        if self.dbs.simultaneous:
+            train = self.dbs.simultaneous[0]
+            plan = train.epoch_plan(rng, n_batches * batch)
+            for b in range(n_batches):
+                mixture, targets = train.sample(rng, plan[b * batch : (b + 1) * batch], self.augment)
+                for s, value in self._step_simultaneous(mixture, targets).items():
+                    sums[s] += value
+                self.patches_seen += batch
+                self._report(b + 1, n_batches, sums)
+            return {s: v / n_batches for s, v in sums.items()}
+        plans = {s: self.dbs.train[s].epoch_plan(rng, n_batches * batch) for s in self.sources}
+        accumulate = cfg.procedure == "interleaved-acc"
+        self.last_orders = []
+        for b in range(n_batches):
+            order = [self.sources[i] for i in order_rng.permutation(len(self.sources))]
+            self.last_orders.append(order)
+            if accumulate:
+                self.encoder_opts["shared"].zero_grad(set_to_none=True)
+            for source in order:
+                mixture, target = self.dbs.train[source].sample(
+                    rng, plans[source][b * batch : (b + 1) * batch], self.augment
+                )
+                sums[source] += self._step_source(source, mixture, target, step_encoder=not accumulate)
+                self.patches_seen += batch
+            if accumulate:
+                self.dist.average_gradients(self.encoder(self.sources[0]).parameters())
+                self.encoder_opts["shared"].step()
+                self.encoder_steps += 1
+            self._report(b + 1, n_batches, sums)
+        return {s: v / n_batches for s, v in sums.items()}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        for net in self.networks.values():
+            net.eval()
+        losses = {}
+        for source, (mixture, target) in self.valid_sets.items():
+            values = []
+            for i in range(0, mixture.shape[0], self.config.batch_size):
+                chunk = slice(i, i + self.config.batch_size)
+                values.append(float(self._loss(source, mixture[chunk], target[chunk])) * mixture[chunk].shape[0])
+            losses[source] = sum(values) / mixture.shape[0]
+        return losses
+
+    def _report(self, step: int, steps: int, sums: dict[str, float]) -> None:
+        if self.progress and self.dist.main:
+            self.progress(
+                {"epoch": self.epoch, "step": step, "steps": steps, "loss": {s: v / step for s, v in sums.items()}}
+            )
+
+    # --- state -------------------------------------------------------------------------------------
+    def _modules(self) -> dict:
+        return dict(self.networks)
+
+    def save_checkpoint(self) -> None:
+        if not self.dist.main:
+            return
+        modules = self._modules()
+        if self.best["state"] is not None:
+            modules |= {f"best.{k}": v for k, v in self.best["state"].items()}
+        optimizers = {f"encoder.{k}": o for k, o in self.encoder_opts.items()}
+        optimizers |= {f"decoder.{k}": o for k, o in self.decoder_opts.items()}
+        header = {
+            "epoch": self.epoch, "best_loss": self.best["loss"], "best_epoch": self.best["epoch"],
+            "bad_epochs": self.bad_epochs, "encoder_steps": self.encoder_steps, "patches_seen": self.patches_seen,
+            "seconds": self.seconds, "history": self.history, "config": asdict(self.config), "sources": self.sources,
+        }  # fmt: skip
+        save_checkpoint(self.out_dir / CHECKPOINT_FILE, modules, optimizers, header)
+
+    def load_checkpoint(self) -> None:
+        path = self.out_dir / CHECKPOINT_FILE
+        if not path.exists():
+            raise SeptoolError(f"{path}: no checkpoint to resume from")
+        ckpt = Checkpoint(path)
+        head = ckpt.header
+        if head["sources"] != self.sources or head["config"]["procedure"] != self.config.procedure:
+            raise SeptoolError(
+                f"{path}: checkpoint was trained with {head['config']['procedure']} on {', '.join(head['sources'])}; "
+                f"this run asks for {self.config.procedure} on {', '.join(self.sources)}"
+            )
+        for key, net in self.networks.items():
+            net.load_state_dict(ckpt.module_state(key))
+        for key, opt in self.encoder_opts.items():
+            ckpt.load_optimizer(f"encoder.{key}", opt)
+        for key, opt in self.decoder_opts.items():
+            ckpt.load_optimizer(f"decoder.{key}", opt)
+        best = {k: ckpt.module_state(f"best.{k}") for k in self.networks}
+        self.best = {
+            "loss": head["best_loss"],
+            "epoch": head["best_epoch"],
+            "state": best if all(best.values()) else None,
+        }
+        self.epoch, self.bad_epochs = head["epoch"], head["bad_epochs"]
+        self.encoder_steps, self.patches_seen = head["encoder_steps"], head["patches_seen"]
+        self.seconds, self.history = head["seconds"], head["history"]
+
+    def _snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {k: {n: t.detach().clone() for n, t in net.state_dict().items()} for k, net in self.networks.items()}
+
+    # --- the loop ----------------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> TrainResult:
+        cfg = self.config
+        if resume:
+            self.load_checkpoint()
+        else:
+            self._fit_normalization()
+            if self.dist.main:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                (self.out_dir / METRICS_FILE).unlink(missing_ok=True)
+        self.valid_sets = self._validation_sets()
+        stopped = "max epochs"
+        started = time.perf_counter() - self.seconds
+        try:
+            while self.epoch < cfg.max_epochs:
+                if cfg.max_minutes is not None and self.seconds >= 60 * cfg.max_minutes:
+                    stopped = "time budget"
+                    break
+                if self.bad_epochs >= cfg.patience:
+                    stopped = "early stopping"
+                    break
+                self.epoch += 1
+                train_losses = self._train_epoch()
+                valid_losses = self.validate()
+                mean_valid = float(np.mean(list(valid_losses.values())))
+                self.seconds = time.perf_counter() - started
+                if mean_valid < self.best["loss"]:
+                    self.best = {"loss": mean_valid, "epoch": self.epoch, "state": self._snapshot()}
+                    self.bad_epochs = 0
+                else:
+                    self.bad_epochs += 1
+                record = {
+                    "epoch": self.epoch, "train": train_losses, "valid": valid_losses, "valid_mean": mean_valid,
+                    "seconds": round(self.seconds, 2), "patches_seen": self.patches_seen,
+                    "encoder_steps": self.encoder_steps,
+                }  # fmt: skip
+                self.history.append(record)
+                self.save_checkpoint()
+                self._log(record)
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+        return self.finish(stopped)
+
+    def _log(self, record: dict) -> None:
+        if not self.dist.main:
+            return
+        with open(self.out_dir / METRICS_FILE, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.progress:
+            self.progress({"epoch_done": record})
+
+    def finish(self, stopped: str) -> TrainResult:
+        """Write the model directory from the best weights (the current ones if none is better)."""
+        state = self.best["state"] or self._snapshot()
+        if self.dist.main:
+            for key, net in self.networks.items():
+                net.load_state_dict(state[key])
+            self._write_model(stopped)
+            plot_losses(self.history, self.out_dir / "loss.png")
+        return TrainResult(
+            self.out_dir, self.epoch, self.best["epoch"], self.best["loss"], stopped, self.history,
+            self.encoder_steps, self.patches_seen, self.seconds,
+        )  # fmt: skip
+
+    def _write_model(self, stopped: str) -> None:
+        scores = self.history[self.best["epoch"] - 1]["valid"] if self.best["epoch"] else {}
+        provenance = {
+            "procedure": self.config.procedure, "size": self.config.size, "epochs": self.epoch,
+            "best_epoch": self.best["epoch"], "stopped": stopped, "patches_seen": self.patches_seen,
+            "seconds": round(self.seconds, 1), "device": str(self.device), "precision": self.precision,
+            "seed": self.config.seed, "batch_size": self.config.batch_size, "lr": self.config.lr,
+            "data": self.dbs.origin, "world_size": self.dist.world,
+        }  # fmt: skip
+        for key, net in self.networks.items():
+            folder = self.out_dir / key if self.config.procedure == "independent" else self.out_dir
+            fp = save_encoder(folder / ENCODER_FILE, net.encoder, provenance)
+            for source, decoder in net.decoders.items():
+                score = {"valid_l1": scores.get(source)}
+                save_decoder(folder / decoder_file(source), source, decoder, fp, net.encoder.widths, provenance, score)
+
+
+def plot_losses(history: list[dict], path: Path) -> None:
+    """Training and validation loss per source against epochs, as a PNG."""
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for source in history[0]["valid"]:
+        (line,) = ax.plot(epochs, [r["valid"][source] for r in history], label=f"{source} validation")
+        ax.plot(epochs, [r["train"][source] for r in history], "--", color=line.get_color(), alpha=0.6)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("L1 loss (normalized magnitudes)")
+    ax.set_title("solid: validation, dashed: training")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
