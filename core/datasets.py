@@ -99,15 +99,20 @@ def _crop(audio: np.ndarray, offset: int) -> np.ndarray:
     return piece
 
 
-def _plan(tracks: Sequence[Track], rng: np.random.Generator, count: int) -> list[tuple[int, int]]:
-    slots = [
+def _slots(tracks: Sequence[Track]) -> list[tuple[int, int]]:
+    """Non-overlapping patch positions (track index, first sample); a short track counts once."""
+    return [
         (i, t.start + k * PATCH_SAMPLES) for i, t in enumerate(tracks) for k in range(max(1, t.length // PATCH_SAMPLES))
     ]
+
+
+def _plan(tracks: Sequence[Track], rng: np.random.Generator, count: int) -> list[tuple[int, int]]:
+    slots = _slots(tracks)
     chosen = rng.choice(len(slots), size=count, replace=count > len(slots))
     plan = []
     for slot in chosen:
         index, start = slots[int(slot)]
-        room = max(0, min(PATCH_SAMPLES, tracks[index].stop - start - PATCH_SAMPLES))
+        room = max(0, min(PATCH_SAMPLES - 1, tracks[index].stop - start - PATCH_SAMPLES))  # stays in its slot
         plan.append((index, start + int(rng.integers(room + 1))))
     return plan
 
@@ -134,7 +139,7 @@ class SourceDatabase:
     @property
     def patches(self) -> int:
         """How many non-overlapping patches the database holds: its size for an epoch."""
-        return max(1, sum(t.length for t in self.tracks) // PATCH_SAMPLES)
+        return len(_slots(self.tracks))
 
     def epoch_plan(self, rng: np.random.Generator, count: int) -> list[tuple[int, int]]:
         """A random subset of ``count`` patch slots, as (track index, offset) pairs.
@@ -183,7 +188,7 @@ class MultiDatabase:
 
     @property
     def patches(self) -> int:
-        return max(1, sum(t.length for t in self.tracks) // PATCH_SAMPLES)
+        return len(_slots(self.tracks))
 
     def epoch_plan(self, rng: np.random.Generator, count: int) -> list[tuple[int, int]]:
         return _plan(self.tracks, rng, count)

@@ -1,0 +1,245 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import septool
+from septool import SeptoolError, TrainConfig
+from septool.datasets import AudioCache, from_folders
+from septool.store import load_encoder
+from septool.trainer import Trainer
+
+RATE = 44100
+SAMPLE = "../shared/data/musdb18-sample"
+
+
+def swell(rng, n, rate_hz):
+    return 1 + np.sin(2 * np.pi * rate_hz * np.arange(n) / RATE + rng.uniform(0, 6))  # smooth: no clicks
+
+
+def tones(rng, seconds):
+    """Source 'tones': harmonic notes (sparse lines in the spectrum), a new note every 0.25 s."""
+    n = int(seconds * RATE)
+    t = np.arange(n) / RATE
+    out = np.zeros(n)
+    for start in range(0, n, RATE // 4):
+        f0 = rng.uniform(110, 440)
+        piece = t[start : start + RATE // 4] - t[start]
+        window = np.sin(np.pi * np.arange(piece.size) / piece.size)
+        out[start : start + piece.size] = window * sum(np.sin(2 * np.pi * k * f0 * piece) / k for k in range(1, 12))
+    return out / np.sqrt(np.mean(out**2)) * 0.1
+
+
+def noise(rng, seconds):
+    """Source 'noise': broadband noise (a dense spectrum) swelling three times a second."""
+    n = int(seconds * RATE)
+    out = rng.standard_normal(n) * swell(rng, n, 3)
+    return out / np.sqrt(np.mean(out**2)) * 0.1
+
+
+def write_pairs(root, source, tracks, seconds, seed):
+    """A pair database of ``source``: each track's mixture is the target plus the other toy source."""
+    rng = np.random.default_rng(seed)
+    for k in range(tracks):
+        low, high = tones(rng, seconds), noise(rng, seconds)
+        folder = root / f"{source}_{seed}_{k}"
+        folder.mkdir(parents=True)
+        stereo = lambda x: np.stack([x, 0.8 * x], axis=1)  # noqa: E731
+        sf.write(folder / "mixture.wav", stereo(low + high), RATE, subtype="FLOAT")
+        sf.write(folder / f"{source}.wav", stereo(low if source == "low" else high), RATE, subtype="FLOAT")
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """Two independent databases that share no track, and a held-out test song."""
+    root = tmp_path_factory.mktemp("toy")
+    write_pairs(root / "low_db", "low", 4, 8.0, seed=1)
+    write_pairs(root / "high_db", "high", 4, 8.0, seed=2)
+    cache = AudioCache(root / "cache")
+    dbs = from_folders(
+        {"low": root / "low_db", "high": root / "high_db"},
+        {"low": "low", "high": "high"},
+        {"low": ("pairs",), "high": ("pairs",)},
+        seed=0,
+        valid_fraction=0.25,
+        cache=cache,
+    )
+    rng = np.random.default_rng(9)
+    test = {"low": tones(rng, 3.0), "high": noise(rng, 3.0)}
+    return root, dbs, test
+
+
+def sdr(reference, estimate):
+    return 10 * np.log10(np.sum(reference**2) / np.sum((reference - estimate) ** 2))
+
+
+def tiny_config(**kwargs):
+    base = dict(size="tiny", batch_size=4, lr=3e-3, valid_patches=4, augment=False, seed=0, precision="bf16")
+    return TrainConfig(**(base | kwargs))
+
+
+@pytest.mark.parametrize("procedure", ["interleaved", "interleaved-acc"])
+def test_training_separates_a_toy_problem(toy, tmp_path, procedure):
+    root, dbs, test = toy
+    trainer = Trainer(tiny_config(procedure=procedure, max_epochs=20), dbs, tmp_path)
+    result = trainer.run()
+    first, best = result.history[0]["valid_mean"], result.best_loss
+    assert best < 0.6 * first, f"validation L1 {first:.3f} -> {best:.3f}"
+    model = septool.load_model(tmp_path, ["low", "high"], reg=_toy_registry())
+    mixture = np.stack([test["low"] + test["high"]] * 2).astype(np.float32)
+    estimates = septool.Separator(model.model, ["low", "high"]).separate(mixture)
+    for source in ("low", "high"):
+        reference = np.stack([test[source]] * 2)
+        gain = sdr(reference, estimates[source]) - sdr(reference, mixture)
+        assert gain > 3, f"{procedure}: {source} SDR only {gain:.1f} dB above the mixture's"
+
+
+def _toy_registry():
+    from septool.plugin_manager import Registry
+    from septool.sources import SourceSpec
+
+    return Registry(sources={"low": SourceSpec("low"), "high": SourceSpec("high")})
+
+
+def test_encoder_steps_once_per_batch_or_once_per_round(toy, tmp_path):
+    _, dbs, _ = toy
+    counts = {}
+    for procedure in ("interleaved", "interleaved-acc"):
+        trainer = Trainer(
+            tiny_config(procedure=procedure, max_epochs=2, batches_per_epoch=3), dbs, tmp_path / procedure
+        )
+        trainer.run()
+        param = next(trainer.encoder("low").parameters())
+        adam_steps = int(trainer.encoder_opts["shared"].state[param]["step"])
+        decoder_steps = int(trainer.decoder_opts["low"].state[next(trainer.decoder("low").parameters())]["step"])
+        counts[procedure] = (trainer.encoder_steps, adam_steps, decoder_steps)
+    rounds = 2 * 3
+    assert counts["interleaved"] == (rounds * 2, rounds * 2, rounds)  # Algorithm 1: every batch
+    assert counts["interleaved-acc"] == (rounds, rounds, rounds)  # Algorithm 2: once per round
+
+
+def test_rounds_never_repeat_a_source_and_subsets_are_fresh_each_epoch(toy, tmp_path):
+    _, dbs, _ = toy
+    trainer = Trainer(tiny_config(max_epochs=1, batches_per_epoch=3), dbs, tmp_path)
+    trainer.run()
+    assert len(trainer.last_orders) == 3
+    assert all(sorted(order) == ["high", "low"] for order in trainer.last_orders)
+    db = dbs.train["low"]
+
+    def slots(plan):
+        return {(i, (offset - db.tracks[i].start) // 65536) for i, offset in plan}
+
+    half = db.patches // 2
+    first, second = (slots(db.epoch_plan(np.random.default_rng([0, epoch]), half)) for epoch in (1, 2))
+    assert len(first) == len(second) == half  # a subset, without repeats
+    assert first != second  # and a fresh one each epoch
+    assert len(slots(db.epoch_plan(np.random.default_rng(5), db.patches))) == db.patches  # smallest: all
+
+
+def test_resume_after_interrupt_gives_the_same_weights(toy, tmp_path):
+    _, dbs, _ = toy
+    config = tiny_config(max_epochs=3, batches_per_epoch=2, augment=True, precision="fp32")
+    Trainer(config, dbs, tmp_path / "straight").run()
+
+    def interrupt(event):
+        if event.get("epoch") == 3:
+            raise KeyboardInterrupt
+
+    stopped = Trainer(config, dbs, tmp_path / "killed", interrupt)
+    result = stopped.run()
+    assert result.stopped == "interrupted"
+    load_encoder(tmp_path / "killed" / "encoder.safetensors")  # a usable model was written
+    resumed = Trainer(config, dbs, tmp_path / "killed").run(resume=True)
+    assert resumed.epochs == 3
+    for name in ("encoder", "low", "high"):
+        a = (tmp_path / "straight" / f"{name}.safetensors").read_bytes()
+        b = (tmp_path / "killed" / f"{name}.safetensors").read_bytes()
+        assert _tensors(a) == _tensors(b), name
+
+
+def _tensors(data: bytes):
+    from safetensors.torch import load
+
+    return {k: v.numpy().tobytes() for k, v in load(data).items()}
+
+
+def test_independent_and_simultaneous_procedures(tmp_path):
+    result = septool.train(
+        tmp_path / "ind", musdb=SAMPLE, config=tiny_config(procedure="independent", max_epochs=1, batch_size=2),
+        cache=tmp_path / "cache",
+    )  # fmt: skip
+    assert sorted(p.name for p in result.model_dir.iterdir() if p.is_dir()) == ["bass", "drums", "other", "vocals"]
+    assert septool.load_model(tmp_path / "ind" / "vocals", ["vocals"]).sources == ["vocals"]
+    result = septool.train(
+        tmp_path / "sim", musdb=SAMPLE, config=tiny_config(procedure="simultaneous", max_epochs=2, batch_size=2),
+        cache=tmp_path / "cache",
+    )  # fmt: skip
+    assert result.encoder_steps == 2 * result.history[0]["patches_seen"] // 2
+    assert set(result.history[-1]["valid"]) == {"vocals", "drums", "bass", "other"}
+
+
+def test_cli_trains_on_musdb_sample_and_separates(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEPTOOL_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    code, out, err = cli(
+        "train", "--interleave", "--musdb", SAMPLE, "--size", "tiny", "--epochs", "2", "--batch-size", "2",
+        "--valid-patches", "2", "-o", model,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "max epochs after 2 epochs" in out
+    records = [json.loads(line) for line in (model / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert (model / "loss.png").stat().st_size > 1000
+    provenance = load_encoder(model / "encoder.safetensors").metadata["provenance"]
+    assert provenance["procedure"] == "interleaved" and provenance["epochs"] == 2
+    code, out, err = cli("separate", f"{SAMPLE}/test", "-o", tmp_path / "sep", "--model", model)
+    assert code == 1 and "contains no audio files" in err  # the test subset is folders of stems
+    song = next((__import__("pathlib").Path(SAMPLE) / "test").iterdir()) / "mixture.wav"
+    code, out, err = cli("separate", song, "-o", tmp_path / "sep", "--model", model)
+    assert code == 0, err
+    assert len(list((tmp_path / "sep" / "mixture").glob("*.wav"))) == 4
+
+
+def test_every_bad_file_of_a_database_is_named(tmp_path):
+    root = tmp_path / "db"
+    write_pairs(root, "low", 5, 1.0, seed=3)
+    tracks = sorted(p for p in root.iterdir())
+    (tracks[0] / "low.wav").write_text("not audio")  # unreadable
+    sf.write(tracks[1] / "low.wav", np.zeros((RATE, 2)), RATE)  # silent
+    sf.write(tracks[2] / "low.wav", np.full((RATE // 2, 2), 0.1), RATE)  # length mismatch
+    bad = np.full((RATE, 2), 0.1, dtype=np.float32)
+    bad[100] = np.inf
+    sf.write(tracks[3] / "low.wav", bad, RATE, subtype="FLOAT")  # non-finite
+    (tracks[4] / "low.wav").unlink()  # missing target
+    with pytest.raises(SeptoolError) as err:
+        from_folders({"low": root}, {"low": "low"}, {"low": ("pairs",)}, 0, 0.2, AudioCache(tmp_path / "c"))
+    lines = str(err.value).splitlines()
+    assert len(lines) == 5
+    expected = ["not an audio file", "silent", "length mismatch", "NaN or infinite", "no low audio file"]
+    for fragment, track in zip(expected, tracks):
+        assert any(fragment in line and track.name in line for line in lines), fragment
+    with pytest.raises(SeptoolError, match="empty database"):
+        (tmp_path / "empty").mkdir()
+        from_folders(
+            {"low": tmp_path / "empty"}, {"low": "low"}, {"low": ("pairs",)}, 0, 0.2, AudioCache(tmp_path / "c")
+        )
+
+
+def test_two_processes_with_gloo_train_in_step(tmp_path):
+    env = {"SEPTOOL_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "septool.cli.app", "train", "--musdb", SAMPLE, "--size", "tiny", "--epochs", "2",
+        "--batch-size", "2", "--valid-patches", "2", "-o", str(tmp_path / "ddp"),
+    ]  # fmt: skip
+    import os
+
+    result = subprocess.run(command, capture_output=True, text=True, env=os.environ | env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    provenance = load_encoder(tmp_path / "ddp" / "encoder.safetensors").metadata["provenance"]
+    assert provenance["world_size"] == 2
+    assert torch.isfinite(load_encoder(tmp_path / "ddp" / "encoder.safetensors").encoder.bin_std).all()
