@@ -110,11 +110,7 @@ class Decoder(nn.Module):
         x = features[-1]
         for k, stage in enumerate(self.stages):
             x = torch.cat([stage(self.up(x)), features[STAGES - 1 - k]], dim=1)
-        x = self.average(self.last(x))
-        # In training, a leaky output keeps gradients flowing where the estimate is below zero
-        # (the L1 loss pulls those back to zero, since targets are non-negative); a plain ReLU
-        # there can die for a whole decoder whose target is silent in most bins (bass).
-        return nn.functional.leaky_relu(x, 0.01) if self.training else torch.relu(x)
+        return torch.relu(self.average(self.last(x)))
 
 
 class SharedModel(nn.Module):
