@@ -231,6 +231,39 @@ def train(
 
 
 @app.command()
+def evaluate(
+    out_dir: Annotated[Path, typer.Option("-o", "--out", help="Folder for JSON, CSV and PNG results.")] = Path(
+        "results"
+    ),
+    model: Annotated[Path | None, typer.Option(help="Model directory (default: the shipped model).")] = None,
+    musdb: Annotated[Path | None, typer.Option(help="MUSDB18 or MUSDB18-HQ root.")] = None,
+    subset: Annotated[str, typer.Option(help="MUSDB18 subset.")] = "test",
+    data: Annotated[Path | None, typer.Option(help="Folder of <track>/{mixture,<source>}.wav.")] = None,
+    sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: the model's).")] = None,
+    oracle: Annotated[str | None, typer.Option(help="Score an ideal mask instead: irm or ibm.")] = None,
+    jobs: Annotated[int, typer.Option("-j", "--jobs", help="Tracks scored in parallel.")] = 1,
+    device: Annotated[str, typer.Option("-d", "--device", help="cpu, cuda or mps.")] = "cpu",
+) -> None:
+    """Score separations with BSSEval v4 (museval): median over 1 s windows, mean over tracks."""
+    with Progress(TextColumn("[bold]evaluating"), BarColumn(), TextColumn("{task.completed}/{task.total} tracks"),
+                  console=console, transient=True) as bar:  # fmt: skip
+        task = bar.add_task("tracks", total=None)
+        results, written = septool.evaluate(
+            out_dir, model, musdb, subset, data, split_sources(sources), oracle, jobs, device,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
+    summary = results.summary()
+    table = Table(title=f"{'oracle ' + oracle if oracle else 'model'}: mean over {len(results.tracks)} tracks of "
+                  "the median over 1 s windows (dB)")  # fmt: skip
+    for column in ("source", "SDR", "SIR", "SAR", "ISR"):
+        table.add_column(column, justify="right" if column != "source" else "left")
+    for source, metrics in summary.items():
+        table.add_row(source, *(f"{metrics[m]:.2f}" for m in ("SDR", "SIR", "SAR", "ISR")))
+    out.print(table)
+    out.print(f"wrote {len(written)} files under {out_dir}")
+
+
+@app.command()
 def plugins() -> None:
     """List source plugins, their versions and sources, and any that failed to load."""
     reg = registry()

@@ -4,7 +4,7 @@ The public API: source plugins use ``hookimpl``, ``SourceSpec`` and ``DatasetSpe
 applications use ``separate``, ``load_model``, ``Separator`` and ``train``.
 """
 
-from .api import LoadedModel, SeparatedTrack, load_model, separate, train
+from .api import LoadedModel, SeparatedTrack, evaluate, load_model, separate, train
 from .errors import SeptoolError
 from .hookspecs import hookimpl
 from .network import ModelConfig, SharedModel
@@ -23,6 +23,7 @@ __all__ = [
     "SourceSpec",
     "TrainConfig",
     "TrainResult",
+    "evaluate",
     "hookimpl",
     "load_model",
     "separate",

@@ -12,6 +12,7 @@ from pathlib import Path
 from . import audio as audio_io
 from .datasets import MUSDB_STEMS, AudioCache, from_folders, from_musdb
 from .errors import SeptoolError
+from .evaluate import Results, evaluate_tracks, oracle, tracks_from_musdb, tracks_from_pairs, write_results
 from .network import SharedModel
 from .plugin_manager import Registry, registry
 from .separator import Separator
@@ -263,3 +264,48 @@ def train(
             audio_cache,
         )
     return Trainer(config, dbs, Path(out_dir), progress).run(resume=resume)
+
+
+def evaluate(
+    out_dir: str | os.PathLike = "results",
+    model: str | os.PathLike | LoadedModel | None = None,
+    musdb: str | os.PathLike | None = None,
+    subset: str = "test",
+    data: str | os.PathLike | None = None,
+    sources: Sequence[str] | None = None,
+    oracle_mask: str | None = None,
+    jobs: int = 1,
+    device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Results, list[Path]]:
+    """Separate and score every track of a MUSDB18 subset or a pair folder (paper §4.1).
+
+    With ``oracle_mask`` (``irm`` or ``ibm``) the references' ideal masks replace the model.
+    Writes per-track museval JSON, ``summary.csv`` and ``sdr.png`` under ``out_dir``.
+    """
+    if (musdb is None) == (data is None):
+        raise SeptoolError("give either a MUSDB18 folder (--musdb) or a folder of pairs (--data)")
+    loaded = None
+    if oracle_mask is None:
+        loaded = model if isinstance(model, LoadedModel) else load_model(model, sources)
+    chosen = list(sources) if sources else (loaded.sources if loaded else list(MUSDB_STEMS))
+    tracks = (
+        tracks_from_musdb(Path(musdb), subset, chosen) if musdb is not None else tracks_from_pairs(Path(data), chosen)
+    )
+    if loaded is None:
+        label = f"oracle {oracle_mask}"
+
+        def estimate(track):
+            return oracle(track, oracle_mask)
+    else:
+        missing = [s for s in chosen if s not in loaded.sources]
+        if missing:
+            raise SeptoolError(f"the model has no decoder for {', '.join(missing)}")
+        separator = Separator(loaded.model, chosen, device)
+        label = f"model {loaded.files.get('encoder', '')}"
+
+        def estimate(track):
+            return separator.separate(track.mixture)
+
+    results = evaluate_tracks(tracks, estimate, jobs, progress)
+    return results, write_results(results, Path(out_dir), label)

@@ -1,0 +1,230 @@
+"""Evaluation by the paper's protocol (§4.1) and SiSEC 2018: BSSEval v4 through museval.
+
+Each track is scored on non-overlapping 1 s windows; a source's track score is the median over
+its windows (windows where museval gives NaN, e.g. a silent reference, are left out, as museval
+and SiSEC do), and the figure reported is the mean of the track scores. Oracle masks (ideal
+ratio or binary mask with the mixture's phase) give the ceiling of a magnitude-only method on the
+same tracks.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import audio as audio_io
+from .errors import SeptoolError
+from .spectral import Spectrogram
+
+METRICS = ("SDR", "SIR", "SAR", "ISR")
+WINDOW = 44100
+ORACLES = ("irm", "ibm")
+
+
+@dataclass
+class EvalTrack:
+    """A mixture and its reference sources, (2, n) float32 arrays at 44.1 kHz."""
+
+    name: str
+    mixture: np.ndarray
+    references: dict[str, np.ndarray]
+
+
+@dataclass
+class TrackScores:
+    name: str
+    frames: dict[str, dict[str, list[float]]]  # source -> metric -> per-window values
+
+    def median(self, source: str, metric: str) -> float:
+        values = np.asarray(self.frames[source][metric], dtype=float)
+        return float(np.nanmedian(values)) if np.isfinite(values).any() else float("nan")
+
+    def museval_json(self) -> dict:
+        """The per-track format museval writes."""
+        targets = []
+        for source, metrics in self.frames.items():
+            frames = [
+                {"time": float(i), "duration": 1.0, "metrics": {m: _json_float(metrics[m][i]) for m in METRICS}}
+                for i in range(len(metrics["SDR"]))
+            ]
+            targets.append({"name": source, "frames": frames})
+        return {"targets": targets}
+
+
+def _json_float(value: float) -> float | None:
+    return None if not np.isfinite(value) else round(float(value), 5)
+
+
+@dataclass
+class Results:
+    tracks: list[TrackScores] = field(default_factory=list)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """source -> metric -> mean over tracks of the median over windows."""
+        sources = list(self.tracks[0].frames) if self.tracks else []
+        return {s: {m: float(np.nanmean([t.median(s, m) for t in self.tracks])) for m in METRICS} for s in sources}
+
+
+def score(references: dict[str, np.ndarray], estimates: dict[str, np.ndarray], name: str = "") -> TrackScores:
+    """BSSEval v4 of every estimate against every reference, 1 s windows, all sources jointly."""
+    import museval
+
+    sources = list(references)
+    length = references[sources[0]].shape[1]
+    for source in sources:
+        if source not in estimates:
+            raise SeptoolError(f"{name}: no estimate for {source}")
+        if estimates[source].shape != references[source].shape or references[source].shape[1] != length:
+            raise SeptoolError(
+                f"{name}: {source} estimate has shape {estimates[source].shape}, reference {references[source].shape}"
+            )
+    refs = np.stack([references[s].T for s in sources])
+    ests = np.stack([estimates[s].T for s in sources])
+    sdr, isr, sir, sar = museval.evaluate(refs, ests, win=WINDOW, hop=WINDOW, mode="v4")
+    values = {"SDR": sdr, "ISR": isr, "SIR": sir, "SAR": sar}
+    return TrackScores(name, {s: {m: values[m][i].tolist() for m in METRICS} for i, s in enumerate(sources)})
+
+
+def oracle(track: EvalTrack, kind: str) -> dict[str, np.ndarray]:
+    """Ideal ratio (``irm``) or binary (``ibm``) mask of each reference, with the mixture's phase."""
+    if kind not in ORACLES:
+        raise SeptoolError(f"unknown oracle {kind!r}; choose {', '.join(ORACLES)}")
+    stft = Spectrogram()
+    mixture = stft(torch.from_numpy(track.mixture)[None])
+    mags = {s: stft(torch.from_numpy(r)[None]).abs() for s, r in track.references.items()}
+    total = sum(mags.values()) + 1e-10
+    winner = torch.stack(list(mags.values())).argmax(dim=0)
+    out = {}
+    for i, (source, mag) in enumerate(mags.items()):
+        mask = mag / total if kind == "irm" else (winner == i).float()
+        out[source] = stft.inverse(mixture * mask, track.mixture.shape[1])[0].numpy()
+    return out
+
+
+# --- reading evaluation tracks ---------------------------------------------------------------------
+def tracks_from_musdb(root: Path, subset: str, sources: Sequence[str]) -> list[EvalTrack]:
+    import musdb
+
+    root = Path(root)
+    if not (root / subset).is_dir():
+        raise SeptoolError(f"{root}: no {subset}/ folder (not a MUSDB18 root)")
+    is_wav = not any((root / subset).glob("*.stem.mp4"))
+    db = musdb.DB(root=str(root), subsets=subset, is_wav=is_wav)
+    if len(db) == 0:
+        raise SeptoolError(f"{root / subset}: no tracks to evaluate")
+    tracks = []
+    for track in db:
+        missing = [s for s in sources if s not in track.targets]
+        if missing:
+            raise SeptoolError(f"{track.name}: MUSDB18 has no {missing[0]} target")
+        refs = {s: track.targets[s].audio.T.astype(np.float32) for s in sources}
+        tracks.append(EvalTrack(track.name, track.audio.T.astype(np.float32), refs))
+    return tracks
+
+
+def tracks_from_pairs(root: Path, sources: Sequence[str]) -> list[EvalTrack]:
+    """``root/<track>/mixture.wav`` with ``<source>.wav`` for every source evaluated."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SeptoolError(f"{root}: no such folder")
+    folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not folders:
+        raise SeptoolError(f"{root}: no track folders to evaluate")
+    tracks = []
+    for folder in folders:
+        files = {p.stem: p for p in folder.iterdir() if p.suffix.lower() in audio_io.AUDIO_SUFFIXES}
+        missing = [n for n in ("mixture", *sources) if n not in files]
+        if missing:
+            raise SeptoolError(f"{folder}: no {missing[0]} file to evaluate against")
+        mixture = audio_io.load(files["mixture"])[0]
+        refs = {s: audio_io.load(files[s])[0] for s in sources}
+        for s, ref in refs.items():
+            if ref.shape != mixture.shape:
+                raise SeptoolError(f"{folder}: {s} has {ref.shape[1]} samples, the mixture {mixture.shape[1]}")
+        tracks.append(EvalTrack(folder.name, mixture, refs))
+    return tracks
+
+
+# --- running -----------------------------------------------------------------------------------------
+def _score_one(args: tuple) -> TrackScores:
+    track, estimates = args
+    return score(track.references, estimates, track.name)
+
+
+def evaluate_tracks(
+    tracks: Sequence[EvalTrack],
+    estimate: Callable[[EvalTrack], dict[str, np.ndarray]],
+    jobs: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> Results:
+    """Estimate every track (in this process) and score them (in ``jobs`` processes)."""
+    results = Results()
+    if jobs <= 1:
+        for done, track in enumerate(tracks, 1):
+            results.tracks.append(score(track.references, estimate(track), track.name))
+            if progress:
+                progress(done, len(tracks))
+        return results
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(_score_one, (track, estimate(track))) for track in tracks]
+        for done, future in enumerate(futures, 1):
+            results.tracks.append(future.result())
+            if progress:
+                progress(done, len(tracks))
+    return results
+
+
+def write_results(results: Results, out_dir: Path, label: str) -> list[Path]:
+    """Per-track museval JSON, a CSV summary and a PNG box plot of per-track SDR."""
+    out_dir = Path(out_dir)
+    (out_dir / "tracks").mkdir(parents=True, exist_ok=True)
+    written = []
+    for track in results.tracks:
+        path = out_dir / "tracks" / f"{track.name}.json"
+        _atomic_text(path, json.dumps(track.museval_json(), indent=1))
+        written.append(path)
+    summary = results.summary()
+    rows = [["source", *METRICS]] + [[s, *(f"{summary[s][m]:.3f}" for m in METRICS)] for s in summary]
+    rows += [[f"{t.name}:{s}", *(f"{t.median(s, m):.3f}" for m in METRICS)] for t in results.tracks for s in summary]
+    csv_path = out_dir / "summary.csv"
+    with open(csv_path.with_suffix(".tmp"), "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    os.replace(csv_path.with_suffix(".tmp"), csv_path)
+    written.append(csv_path)
+    written.append(_box_plot(results, out_dir / "sdr.png", label))
+    return written
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _box_plot(results: Results, path: Path, label: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sources = list(results.summary())
+    data = [[t.median(s, "SDR") for t in results.tracks] for s in sources]
+    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(sources), 4))
+    ax.boxplot(data, showmeans=True)
+    ax.set_xticks(range(1, len(sources) + 1), sources)
+    ax.set_ylabel("SDR (dB), median over 1 s windows, per track")
+    ax.set_title(label, fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,76 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import septool
+from septool import SeptoolError
+from septool.evaluate import EvalTrack, oracle, score, tracks_from_musdb
+
+REFERENCE = Path("../shared/data/museval-reference")
+SAMPLE = Path("../shared/data/musdb18-sample")
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="musdb decodes .stem.mp4 through ffmpeg")
+def test_scores_reproduce_musevals_own_reference():
+    import musdb
+
+    track = musdb.DB(root=str(REFERENCE / "MUSDB18-7-SAMPLE"), subsets="train")[0]
+    np.random.seed(0)
+    estimates = {
+        "vocals": np.random.random(track.audio.shape).T,
+        "accompaniment": np.random.random(track.audio.shape).T,
+    }
+    references = {name: track.targets[name].audio.T for name in ("vocals", "accompaniment")}
+    ours = score(references, estimates, track.name)
+    expected = json.loads((REFERENCE / f"{track.name}.json").read_text())
+    for target in expected["targets"]:
+        for i, frame in enumerate(target["frames"]):
+            for metric, value in frame["metrics"].items():
+                got = ours.frames[target["name"]][metric][i]
+                assert abs(got - value) < 0.1, f"{target['name']} window {i} {metric}: {got:.3f} vs {value:.3f}"
+
+
+def test_oracle_masks_are_plausible_ceilings_on_real_excerpts(tmp_path):
+    results, written = septool.evaluate(tmp_path / "irm", musdb=SAMPLE, subset="test", oracle_mask="irm")
+    summary = results.summary()
+    assert set(summary) == {"vocals", "drums", "bass", "other"}
+    for source, metrics in summary.items():
+        assert 0 < metrics["SDR"] < 30, (source, metrics)
+    names = sorted(p.name for p in written)
+    assert "summary.csv" in names and "sdr.png" in names
+    track = json.loads((tmp_path / "irm" / "tracks" / "The Easton Ellises - Falcon 69.json").read_text())
+    assert {t["name"] for t in track["targets"]} == set(summary)
+
+
+def test_perfect_estimates_score_far_above_the_mixture():
+    rng = np.random.default_rng(0)
+    refs = {s: rng.standard_normal((2, 3 * 44100)).astype(np.float32) * 0.1 for s in ("a", "b")}
+    mixture = refs["a"] + refs["b"]
+    track = EvalTrack("t", mixture, refs)
+    as_mixture = score(refs, {"a": mixture, "b": mixture})
+    ideal = score(refs, oracle(track, "irm"))
+    assert ideal.median("a", "SDR") > as_mixture.median("a", "SDR") + 3
+
+
+def test_bad_evaluation_input_names_the_track(tmp_path):
+    with pytest.raises(SeptoolError, match="no track folders"):
+        (tmp_path / "empty").mkdir()
+        septool.evaluate(tmp_path / "o", data=tmp_path / "empty", oracle_mask="irm")
+    folder = tmp_path / "pairs" / "song1"
+    folder.mkdir(parents=True)
+    import soundfile as sf
+
+    sf.write(folder / "mixture.wav", np.zeros((44100, 2)) + 0.1, 44100)
+    sf.write(folder / "vocals.wav", np.zeros((22050, 2)) + 0.1, 44100)
+    with pytest.raises(SeptoolError, match="song1: no drums file"):
+        septool.evaluate(tmp_path / "o", data=tmp_path / "pairs", sources=["vocals", "drums"], oracle_mask="irm")
+    with pytest.raises(SeptoolError, match="song1: vocals has 22050 samples"):
+        septool.evaluate(tmp_path / "o", data=tmp_path / "pairs", sources=["vocals"], oracle_mask="irm")
+    refs = {"a": np.zeros((2, 44100), np.float32), "b": np.zeros((2, 44100), np.float32)}
+    with pytest.raises(SeptoolError, match="song: a estimate has shape"):
+        score(refs, {"a": np.zeros((2, 100)), "b": np.zeros((2, 44100))}, "song")
+    with pytest.raises(SeptoolError, match="no test/ folder"):
+        tracks_from_musdb(tmp_path, "test", ["vocals"])
