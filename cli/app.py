@@ -263,6 +263,50 @@ def evaluate(
     out.print(f"wrote {len(written)} files under {out_dir}")
 
 
+experiment_app = typer.Typer(help="Reproduce the paper's experiments.", no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("paper")
+def experiment_paper(
+    musdb: Annotated[Path, typer.Option(help="MUSDB18-shaped root to train from (its train subset).")],
+    out_dir: Annotated[Path, typer.Option("-o", "--out", help="Folder for the five models and results.")] = Path(
+        "experiment"
+    ),
+    eval_musdb: Annotated[Path | None, typer.Option(help="MUSDB18-shaped root to evaluate on.")] = None,
+    subset: Annotated[str, typer.Option(help="Subset to evaluate on.")] = "test",
+    budget: Annotated[float, typer.Option(help="Training minutes per configuration.")] = 60.0,
+    epochs: Annotated[int, typer.Option(help="Most epochs per configuration.")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Patches per mini-batch.")] = 32,
+    batches_per_epoch: Annotated[int | None, typer.Option(help="Cap on batches per epoch.")] = None,
+    device: Annotated[str, typer.Option("-d", "--device")] = "cpu",
+    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+    tiny: Annotated[bool, typer.Option(help="Tiny networks (a smoke test, not the paper's sizes).")] = False,
+) -> None:
+    """Tables 2 and 3: five configurations, equal budgets, scored beside the paper's figures."""
+    from septool.experiment import run_paper_experiment, table_rows
+
+    base = septool.TrainConfig(max_minutes=budget, max_epochs=epochs, batch_size=batch_size,
+                               batches_per_epoch=batches_per_epoch, device=device, precision=precision)  # fmt: skip
+    sizes = {"encoder": "tiny", "encoder+": "tiny"} if tiny else None
+    rows = run_paper_experiment(out_dir, musdb, eval_musdb, subset, base, sizes, progress=lambda m: console.print(m))
+    for metric in ("SDR", "SIR"):
+        table = Table(title=f"{metric} in dB: ours (paper's, on MUSDB18)")
+        for column in ("configuration", "vocals", "drums", "bass", "other"):
+            table.add_column(column)
+        for cells in table_rows(rows, metric):
+            table.add_row(*cells)
+        out.print(table)
+    cost = Table(title="cost")
+    for column in ("configuration", "trainable parameters", "separation s", "training s", "epochs", "patches"):
+        cost.add_column(column)
+    for row in rows:
+        cost.add_row(row.name, f"{row.parameters:,}", f"{row.separation_seconds:.1f}", f"{row.train_seconds:.0f}",
+                     str(row.epochs), str(row.patches_seen))  # fmt: skip
+    out.print(cost)
+    out.print(f"SIR on rendered music can be ill-conditioned (see docs/evaluation.md). Results in {out_dir}")
+
+
 @app.command()
 def plugins() -> None:
     """List source plugins, their versions and sources, and any that failed to load."""

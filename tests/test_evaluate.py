@@ -74,3 +74,33 @@ def test_bad_evaluation_input_names_the_track(tmp_path):
         score(refs, {"a": np.zeros((2, 100)), "b": np.zeros((2, 44100))}, "song")
     with pytest.raises(SeptoolError, match="no test/ folder"):
         tracks_from_musdb(tmp_path, "test", ["vocals"])
+
+
+def short_excerpt(root: Path, seconds: float = 2.0) -> Path:
+    """The sample's test track cut to ``seconds``, in MUSDB18-HQ layout (BSSEval time grows with length)."""
+    import soundfile as sf
+
+    source = next((SAMPLE / "test").iterdir())
+    folder = root / "test" / source.name
+    folder.mkdir(parents=True)
+    for wav in source.glob("*.wav"):
+        audio, rate = sf.read(wav)
+        sf.write(folder / wav.name, audio[: int(seconds * rate)], rate)
+    return root
+
+
+def test_paper_experiment_runs_all_five_configurations(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEPTOOL_CACHE", str(tmp_path / "cache"))
+    code, out, err = cli(
+        "experiment", "paper", "--musdb", SAMPLE, "--eval-musdb", short_excerpt(tmp_path / "eval"), "--tiny",
+        "--epochs", "1", "--batch-size", "2", "--budget", "5", "-o", tmp_path / "exp",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    assert [r["name"] for r in rows] == ["independent", "simultaneous", "interleaved", "interleaved-acc", "encoder+"]
+    for row in rows:
+        assert set(row["scores"]) == {"vocals", "drums", "bass", "other"}
+        assert row["parameters"] > 0 and row["separation_seconds"] > 0 and row["epochs"] == 1
+    independent, interleaved = rows[0], rows[2]
+    assert independent["parameters"] > interleaved["parameters"]  # four encoders against one
+    assert "(4.15)" in out and "(9.28)" in out  # the paper's figures are printed beside ours
