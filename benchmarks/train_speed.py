@@ -1,5 +1,5 @@
-"""Training throughput: patches per second for one interleaved step and one simultaneous step,
-with and without the data loader, so that a starved accelerator shows.
+"""Training throughput: patches per second for one interleaved step, one simultaneous step and one
+add-decoder step (frozen encoder), with and without the data loader, so a starved accelerator shows.
 
 "Without the loader" reuses one batch already on the device; "with the loader" crops, augments
 and moves a fresh batch every step (as training does). The ratio of the two is the share of time
@@ -18,6 +18,8 @@ import soundfile as sf
 import torch
 
 from septool.datasets import AudioCache, from_musdb
+from septool.network import ModelConfig, SharedModel
+from septool.store import StoredEncoder
 from septool.trainer import TrainConfig, Trainer
 
 SOURCES = ["vocals", "drums", "bass", "other"]
@@ -46,13 +48,23 @@ def rate(step, batch: int, seconds: float) -> float:
 
 
 def measure(procedure: str, root: Path, cache: AudioCache, out: Path, args) -> tuple[float, float, str]:
-    """Patches per second of one training step, batch already on the device / with the loader."""
-    config = TrainConfig(procedure=procedure, size=args.size, batch_size=args.batch_size,
-                         device=args.device, precision=args.precision)  # fmt: skip
+    """Patches per second of one training step, batch already on the device / with the loader.
+
+    ``frozen`` is the step of `septool add-decoder`: a new decoder on a frozen encoder.
+    """
+    frozen = procedure == "frozen"
+    config = TrainConfig(procedure="interleaved" if frozen else procedure, size=args.size,
+                         batch_size=args.batch_size, device=args.device, precision=args.precision)  # fmt: skip
     dbs = from_musdb(root, SOURCES, procedure == "simultaneous", 0, 0.15, cache)
-    trainer = Trainer(config, dbs, out)
+    base = None
+    if frozen:
+        encoder = SharedModel.build(ModelConfig.named(args.size), []).encoder
+        base = (StoredEncoder(encoder, "benchmark"), {})
+    trainer = Trainer(config, dbs, out, base=base, frozen=frozen)
     for net in trainer.networks.values():
         net.train()
+        if frozen:
+            net.encoder.eval()
     rng = np.random.default_rng(0)
     db = dbs.simultaneous[0] if procedure == "simultaneous" else dbs.train["vocals"]
 
@@ -66,7 +78,7 @@ def measure(procedure: str, root: Path, cache: AudioCache, out: Path, args) -> t
                 mixture.to(trainer.device), {s: t.to(trainer.device) for s, t in targets.items()}
             )
         else:
-            trainer._step_source("vocals", *(t.to(trainer.device) for t in data), step_encoder=True)
+            trainer._step_source("vocals", *(t.to(trainer.device) for t in data), step_encoder=not frozen)
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -94,7 +106,8 @@ def main() -> None:
         root = args.musdb or make_musdb(Path(tmp) / "musdb")
         cache = AudioCache(Path(tmp) / "cache")
         labels = {"interleaved": "interleaved step (encoder + 1 decoder)",
-                  "simultaneous": "simultaneous step (encoder + 4 decoders)"}  # fmt: skip
+                  "simultaneous": "simultaneous step (encoder + 4 decoders)",
+                  "frozen": "add-decoder step (frozen encoder, 1 decoder)"}  # fmt: skip
         for procedure, label in labels.items():
             on_device, loaded, precision = measure(procedure, root, cache, Path(tmp) / procedure, args)
             rows[f"{label}, batch on device"] = on_device

@@ -307,6 +307,76 @@ def experiment_paper(
     out.print(f"SIR on rendered music can be ill-conditioned (see docs/evaluation.md). Results in {out_dir}")
 
 
+@app.command("add-decoder")
+def add_decoder(
+    name: Annotated[str, typer.Argument(help="Name of the new source, e.g. guitar.", show_default=False)],
+    data: Annotated[
+        list[str], typer.Option(help="The new source's database; with finetune also SOURCE=PATH for the others.")
+    ],
+    encoder: Annotated[str, typer.Option(help="frozen (only the decoder trains) or finetune.")] = "frozen",
+    model: Annotated[Path | None, typer.Option(help="Trained model to build on (default: the shipped one).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("-o", "--out", help="finetune: the new model directory.")] = None,
+    force: Annotated[bool, typer.Option(help="finetune even without the other sources' databases.")] = False,
+    epochs: Annotated[int, typer.Option(help="Most epochs.")] = 100,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without validation gain.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Patches per mini-batch.")] = 16,
+    batches_per_epoch: Annotated[int | None, typer.Option(help="Cap on batches per epoch.")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget.")] = None,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-4,
+    device: Annotated[str, typer.Option("-d", "--device", help="cpu, cuda or mps.")] = "cpu",
+    precision: Annotated[str, typer.Option(help="auto (bf16 on GPU), fp32 or bf16.")] = "auto",
+    description: Annotated[str, typer.Option(help="One line for septool plugins.")] = "",
+) -> None:
+    """Add a source: train its decoder on the trained encoder and register it as a local plugin."""
+    own = [d for d in data if "=" not in d]
+    if len(own) != 1:
+        raise septool.SeptoolError(f"give the {name} database once as --data PATH (others as --data SOURCE=PATH)")
+    config = septool.TrainConfig(max_epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
+                                 batches_per_epoch=batches_per_epoch, max_minutes=max_minutes, device=device,
+                                 precision=precision)  # fmt: skip
+
+    def progress(event: dict) -> None:
+        if "epoch_done" in event:
+            rec = event["epoch_done"]
+            cells = "  ".join(f"{s} {rec['valid'][s]:.4f}" for s in rec["valid"])
+            out.print(f"epoch {rec['epoch']:4d}  validation L1  {cells}  ({rec['seconds']:.0f} s)")
+
+    added = septool.add_decoder(
+        name, own[0], encoder, model, parse_data([d for d in data if "=" in d]), force, out_dir, config,
+        description, progress=progress,
+    )  # fmt: skip
+    where = added.model_dir if added.model_dir else added.weights
+    out.print(f"added source {name!r} ({encoder} encoder, {added.training.epochs} epochs): plugin {added.plugin}")
+    out.print(f"decoder: {where}")
+    for source, before in added.training.initial_valid.items():
+        after = (
+            added.training.history[added.training.best_epoch - 1]["valid"][source]
+            if added.training.best_epoch
+            else before
+        )
+        out.print(f"  {source}: validation L1 {before:.4f} before, {after:.4f} after")
+    hint = f"--model {added.model_dir} " if added.model_dir else ""
+    out.print(f"try: septool separate song.wav {hint}--sources {name}")
+
+
+@app.command("remove-decoder")
+def remove_decoder(name: Annotated[str, typer.Argument(help="A source added with add-decoder.")]) -> None:
+    """Remove a source added with add-decoder."""
+    septool.remove_decoder(name)
+    out.print(f"removed source {name!r}")
+
+
+@app.command("new-plugin")
+def new_plugin(
+    name: Annotated[str, typer.Argument(help="Source name.")],
+    folder: Annotated[Path, typer.Argument(help="Folder to write the package into.")],
+    description: Annotated[str, typer.Option(help="One line describing the source.")] = "",
+) -> None:
+    """Write a pip-installable plugin package for a source (with its add-decoder weights, if any)."""
+    path = septool.new_plugin(name, folder, description)
+    out.print(f"wrote package {path}; install it with: pip install {path}")
+
+
 @app.command()
 def plugins() -> None:
     """List source plugins, their versions and sources, and any that failed to load."""

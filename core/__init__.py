@@ -4,7 +4,18 @@ The public API: source plugins use ``hookimpl``, ``SourceSpec`` and ``DatasetSpe
 applications use ``separate``, ``load_model``, ``Separator`` and ``train``.
 """
 
-from .api import LoadedModel, SeparatedTrack, evaluate, load_model, separate, train
+from .api import (
+    AddedDecoder,
+    LoadedModel,
+    SeparatedTrack,
+    add_decoder,
+    evaluate,
+    load_model,
+    new_plugin,
+    remove_decoder,
+    separate,
+    train,
+)
 from .errors import SeptoolError
 from .hookspecs import hookimpl
 from .network import ModelConfig, SharedModel
@@ -13,6 +24,10 @@ from .sources import DatasetSpec, SourceSpec
 from .trainer import TrainConfig, TrainResult
 
 __all__ = [
+    "AddedDecoder",
+    "add_decoder",
+    "new_plugin",
+    "remove_decoder",
     "DatasetSpec",
     "LoadedModel",
     "ModelConfig",

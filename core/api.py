@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import string
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import audio as audio_io
@@ -15,8 +16,18 @@ from .errors import SeptoolError
 from .evaluate import Results, evaluate_tracks, oracle, tracks_from_musdb, tracks_from_pairs, write_results
 from .network import SharedModel
 from .plugin_manager import Registry, registry
+from .plugin_manager import reset as reset_plugins
 from .separator import Separator
-from .store import ENCODER_FILE, StoredEncoder, decoder_file, load_decoder, load_encoder, packaged_encoder
+from .sources import SourceSpec
+from .store import (
+    ENCODER_FILE,
+    StoredEncoder,
+    decoder_file,
+    load_decoder,
+    load_encoder,
+    packaged_encoder,
+    save_decoder,
+)
 from .trainer import TrainConfig, Trainer, TrainResult
 
 DEFAULT_FILENAME = "{track}/{source}.{ext}"
@@ -263,7 +274,8 @@ def train(
             valid_fraction,
             audio_cache,
         )
-    return Trainer(config, dbs, Path(out_dir), progress).run(resume=resume)
+    widths = {s: spec.decoder_widths for s, spec in specs.items() if spec.decoder_widths}
+    return Trainer(config, dbs, Path(out_dir), progress, decoder_widths=widths).run(resume=resume)
 
 
 def evaluate(
@@ -309,3 +321,129 @@ def evaluate(
 
     results = evaluate_tracks(tracks, estimate, jobs, progress)
     return results, write_results(results, Path(out_dir), label)
+
+
+ENCODER_MODES = ("frozen", "finetune")
+
+
+@dataclass
+class AddedDecoder:
+    name: str
+    mode: str
+    training: TrainResult
+    plugin: Path
+    weights: Path | None
+    model_dir: Path | None
+
+
+def add_decoder(
+    name: str,
+    data: str | os.PathLike,
+    encoder: str = "frozen",
+    model: str | os.PathLike | None = None,
+    other_data: dict[str, str | os.PathLike] | None = None,
+    force: bool = False,
+    out_dir: str | os.PathLike | None = None,
+    config: TrainConfig | None = None,
+    description: str = "",
+    valid_fraction: float = 0.15,
+    progress: Callable[[dict], None] | None = None,
+) -> AddedDecoder:
+    """Train a decoder for a new source ``name`` on a trained encoder and register it as a plugin.
+
+    ``frozen`` (default): the encoder is untouched (not even its BatchNorm statistics) and no
+    gradient flows through it; the decoder becomes a local plugin's weights, usable with that
+    encoder at once. ``finetune``: encoder and decoders train interleaved (Algorithm 1) with the
+    existing sources' databases (``other_data``), into a new model directory ``out_dir``; without
+    those databases it is refused (it would degrade the other decoders) unless ``force``.
+    """
+    from .home import septool_home
+    from .sources import DATASET_FORMATS
+    from .transfer import write_local_plugin
+
+    try:
+        SourceSpec(name)
+    except ValueError as err:
+        raise SeptoolError(str(err)) from None
+    if encoder not in ENCODER_MODES:
+        raise SeptoolError(f"unknown encoder mode {encoder!r}; choose frozen or finetune")
+    reg = registry()
+    if name in reg.sources:
+        raise SeptoolError(
+            f"source {name!r} already exists (plugin {reg.providers[name]!r}); remove it first (septool remove-decoder)"
+        )
+    other_data = dict(other_data or {})
+    base = load_model(model)
+    if encoder == "finetune":
+        missing = [s for s in base.sources if s not in other_data]
+        if missing and not force:
+            raise SeptoolError(
+                "fine-tuning the encoder without the other sources' databases would degrade their decoders; "
+                f"give --data SOURCE=PATH for {', '.join(missing)}, use --encoder frozen, or --force"
+            )
+        if out_dir is None:
+            out_dir = septool_home() / "models" / f"finetuned-{name}"
+        protected = [Path(base.files["encoder"]).parent.resolve()]
+        if Path(out_dir).resolve() in protected:
+            raise SeptoolError(f"{out_dir}: would overwrite the model being fine-tuned; choose another --out")
+    elif other_data:
+        raise SeptoolError("--data SOURCE=PATH for other sources is only used with --encoder finetune")
+    specs = {s: reg.get(s) for s in other_data}
+    dbs = from_folders(
+        {name: Path(data), **{s: Path(p) for s, p in other_data.items()}},
+        {name: name, **{s: spec.target for s, spec in specs.items()}},
+        {name: DATASET_FORMATS, **{s: spec.dataset.formats for s, spec in specs.items()}},
+        (config or TrainConfig()).seed,
+        valid_fraction,
+        AudioCache(),
+    )
+    config = replace(config or TrainConfig(), procedure="interleaved")
+    decoders = dict(base.model.decoders)
+    if encoder == "frozen":
+        work = septool_home() / "runs" / name
+        shutil.rmtree(work, ignore_errors=True)
+        result = Trainer(config, dbs, work, progress, base=(base.encoder, decoders), frozen=True).run()
+        plugin = write_local_plugin(
+            name, description or f"{name} (added with septool add-decoder)", work / decoder_file(name)
+        )
+        reset_plugins()
+        return AddedDecoder(name, encoder, result, plugin.module, plugin.weights, None)
+    out_dir = Path(out_dir)
+    result = Trainer(config, dbs, out_dir, progress, base=(base.encoder, decoders)).run()
+    trained = load_encoder(out_dir / ENCODER_FILE)
+    for source in base.sources:
+        if source not in dbs.sources:  # --force: kept as they were, now bound to the new encoder
+            provenance = {"note": "encoder fine-tuned without this source's data (--force)"}
+            save_decoder(
+                out_dir / decoder_file(source), source, decoders[source], trained, trained.encoder.widths, provenance
+            )
+    plugin = write_local_plugin(name, description or f"{name} (added with septool add-decoder)", None)
+    reset_plugins()
+    return AddedDecoder(name, encoder, result, plugin.module, None, out_dir)
+
+
+def remove_decoder(name: str) -> None:
+    """Remove a source added with ``add_decoder`` (its local plugin and weights)."""
+    from .transfer import remove_local_plugin
+
+    remove_local_plugin(name)
+    reset_plugins()
+
+
+def new_plugin(name: str, folder: str | os.PathLike, description: str = "") -> Path:
+    """Write a pip-installable package for source ``name``, with its decoder if one was added."""
+    from .transfer import local_plugin_paths, write_package
+
+    try:
+        SourceSpec(name)
+    except ValueError as err:
+        raise SeptoolError(str(err)) from None
+    weights = local_plugin_paths(name)[2]
+    weights = weights if weights.is_file() else None
+    fingerprint = ""
+    if weights is not None:
+        from safetensors import safe_open
+
+        with safe_open(str(weights), "pt") as handle:
+            fingerprint = handle.metadata().get("encoder_fingerprint", "")
+    return write_package(name, Path(folder), description or name, weights, fingerprint)

@@ -16,6 +16,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import SeptoolError
+from .home import activate_local_site
 from .sources import SourceSpec
 
 ENTRY_POINT_GROUP = "septool"
@@ -93,6 +94,7 @@ def load_plugins() -> None:
     if _loaded:
         return
     _loaded = True
+    activate_local_site()
     allowed = _allowlist()
     points = sorted(
         entry_points(group=ENTRY_POINT_GROUP),

@@ -17,6 +17,7 @@ seed). Under ``torchrun`` every process trains on its own crops and gradients ar
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import time
@@ -35,7 +36,7 @@ from .errors import SeptoolError
 from .network import Decoder, Encoder, ModelConfig, SharedModel
 from .separator import resolve_device
 from .spectral import BINS, Spectrogram, model_magnitude
-from .store import ENCODER_FILE, decoder_file, save_decoder, save_encoder
+from .store import ENCODER_FILE, StoredEncoder, decoder_file, save_decoder, save_encoder
 
 PROCEDURES = ("interleaved", "interleaved-acc", "simultaneous", "independent")
 METRICS_FILE = "metrics.jsonl"
@@ -80,6 +81,7 @@ class TrainResult:
     encoder_steps: int = 0
     patches_seen: int = 0
     seconds: float = 0.0
+    initial_valid: dict[str, float] = field(default_factory=dict)
 
 
 Progress = Callable[[dict], None]
@@ -124,7 +126,23 @@ class Distributed:
 class Trainer:
     """Trains a shared model (or independent networks) on ``databases`` into ``out_dir``."""
 
-    def __init__(self, config: TrainConfig, databases: Databases, out_dir: Path, progress: Progress | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        databases: Databases,
+        out_dir: Path,
+        progress: Progress | None = None,
+        base: tuple[StoredEncoder, dict[str, Decoder]] | None = None,
+        frozen: bool = False,
+        decoder_widths: dict[str, tuple[int, ...]] | None = None,
+    ):
+        """``base``: start from a trained encoder and decoders (transfer); sources without a
+        decoder there get new ones. ``frozen``: keep the encoder's weights and BatchNorm
+        statistics untouched and train only decoders, with no backward pass through the encoder."""
+        if frozen and base is None:
+            raise SeptoolError("a frozen encoder needs a trained model to start from")
+        self.base, self.frozen = base, frozen
+        self.decoder_widths = decoder_widths or {}  # a plugin's own widths (SourceSpec.decoder_widths)
         self.config = config
         self.dbs = databases
         self.out_dir = Path(out_dir)
@@ -152,21 +170,42 @@ class Trainer:
         self.history: list[dict] = []
         self.seconds = 0.0
         self.last_orders: list[list[str]] = []
+        self.initial_valid: dict[str, float] = {}
 
     # --- model -------------------------------------------------------------------------------------
     def _build(self) -> None:
         torch.manual_seed(self.config.seed)
         model_config = ModelConfig.named(self.config.size)
-        if self.config.procedure == "independent":
-            self.networks = {s: SharedModel.build(model_config, [s]) for s in self.sources}
+        if self.base is not None:
+            stored, trained = self.base
+            encoder = copy.deepcopy(stored.encoder)
+            default = next(iter(trained.values())).widths if trained else model_config.decoder_widths
+            decoders = {
+                s: copy.deepcopy(trained[s]) if s in trained else self._decoder(s, encoder.widths, default)
+                for s in self.sources
+            }
+            self.networks = {"shared": SharedModel(encoder, decoders)}
+            if self.frozen:
+                encoder.requires_grad_(False)
         else:
-            self.networks = {"shared": SharedModel.build(model_config, self.sources)}
+            groups = [[s] for s in self.sources] if self.config.procedure == "independent" else [self.sources]
+            self.networks = {}
+            for group in groups:
+                encoder = Encoder(model_config.encoder_widths, model_config.channels)
+                decoders = {s: self._decoder(s, encoder.widths, model_config.decoder_widths) for s in group}
+                key = group[0] if self.config.procedure == "independent" else "shared"
+                self.networks[key] = SharedModel(encoder, decoders)
         for net in self.networks.values():
             net.to(self.device, memory_format=torch.channels_last)  # about 1.5x faster convolutions on CPU
             self.dist.broadcast(net)
         lr = self.config.lr
-        self.encoder_opts = {k: torch.optim.Adam(n.encoder.parameters(), lr=lr) for k, n in self.networks.items()}
+        self.encoder_opts = {
+            k: torch.optim.Adam(n.encoder.parameters(), lr=lr) for k, n in self.networks.items() if not self.frozen
+        }
         self.decoder_opts = {s: torch.optim.Adam(self.decoder(s).parameters(), lr=lr) for s in self.sources}
+
+    def _decoder(self, source: str, encoder_widths, default) -> Decoder:
+        return Decoder(encoder_widths, self.decoder_widths.get(source) or default)
 
     def network_key(self, source: str) -> str:
         return source if self.config.procedure == "independent" else "shared"
@@ -228,6 +267,9 @@ class Trainer:
         x = self._magnitudes(mixture, encoder)
         y = self._magnitudes(target, encoder)
         with self.autocast():
+            if features is None and self.frozen:
+                with torch.no_grad():
+                    features = encoder(x)
             estimate = self.decoder(source)(features if features is not None else encoder(x))
         return torch.nn.functional.l1_loss(estimate.float(), y)
 
@@ -268,6 +310,8 @@ class Trainer:
         n_batches, batch = self.batches_per_epoch(), cfg.batch_size
         for net in self.networks.values():
             net.train()
+            if self.frozen:
+                net.encoder.eval()  # its BatchNorm statistics stay as trained
         sums = dict.fromkeys(self.sources, 0.0)
         if self.dbs.simultaneous:
             train = self.dbs.simultaneous[0]
@@ -280,7 +324,7 @@ class Trainer:
                 self._report(b + 1, n_batches, sums)
             return {s: v / n_batches for s, v in sums.items()}
         plans = {s: self.dbs.train[s].epoch_plan(rng, n_batches * batch) for s in self.sources}
-        accumulate = cfg.procedure == "interleaved-acc"
+        accumulate = cfg.procedure == "interleaved-acc" and not self.frozen
         self.last_orders = []
         for b in range(n_batches):
             order = [self.sources[i] for i in order_rng.permutation(len(self.sources))]
@@ -291,7 +335,8 @@ class Trainer:
                 mixture, target = self.dbs.train[source].sample(
                     rng, plans[source][b * batch : (b + 1) * batch], self.augment
                 )
-                sums[source] += self._step_source(source, mixture, target, step_encoder=not accumulate)
+                step_encoder = not accumulate and not self.frozen
+                sums[source] += self._step_source(source, mixture, target, step_encoder)
                 self.patches_seen += batch
             if accumulate:
                 self.dist.average_gradients(self.encoder(self.sources[0]).parameters())
@@ -374,11 +419,14 @@ class Trainer:
         if resume:
             self.load_checkpoint()
         else:
-            self._fit_normalization()
+            if self.base is None:  # a trained encoder keeps the normalization it was trained with
+                self._fit_normalization()
             if self.dist.main:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 (self.out_dir / METRICS_FILE).unlink(missing_ok=True)
         self.valid_sets = self._validation_sets()
+        if self.base is not None and not resume:
+            self.initial_valid = self.validate()  # what the trained model scores before transfer
         stopped = "max epochs"
         started = time.perf_counter() - self.seconds
         try:
@@ -430,7 +478,7 @@ class Trainer:
             plot_losses(self.history, self.out_dir / "loss.png")
         return TrainResult(
             self.out_dir, self.epoch, self.best["epoch"], self.best["loss"], stopped, self.history,
-            self.encoder_steps, self.patches_seen, self.seconds,
+            self.encoder_steps, self.patches_seen, self.seconds, self.initial_valid,
         )  # fmt: skip
 
     def _write_model(self, stopped: str) -> None:
@@ -442,9 +490,16 @@ class Trainer:
             "seed": self.config.seed, "batch_size": self.config.batch_size, "lr": self.config.lr,
             "data": self.dbs.origin, "world_size": self.dist.world,
         }  # fmt: skip
+        if self.frozen:
+            provenance["encoder"] = "frozen"
         for key, net in self.networks.items():
             folder = self.out_dir / key if self.config.procedure == "independent" else self.out_dir
-            fp = save_encoder(folder / ENCODER_FILE, net.encoder, provenance)
+            # a frozen encoder is not written again: the decoders are bound to the original file
+            fp = (
+                self.base[0].fingerprint
+                if self.frozen
+                else save_encoder(folder / ENCODER_FILE, net.encoder, provenance)
+            )
             for source, decoder in net.decoders.items():
                 score = {"valid_l1": scores.get(source)}
                 save_decoder(folder / decoder_file(source), source, decoder, fp, net.encoder.widths, provenance, score)

@@ -113,3 +113,18 @@ def test_registered_fixture_plugin_is_listed_and_separates(fresh_plugins, cli, t
 def test_source_names_are_validated():
     with pytest.raises(ValueError, match="lower-case"):
         SourceSpec(name="Lead Guitar")
+
+
+def test_hook_register_sources(fresh_plugins):
+    class Two:
+        @hookimpl
+        def register_sources(self, register):
+            register(SourceSpec(name="flute", description="Flutes"))
+            register(SourceSpec(name="harp"))
+
+    fresh_plugins.load_plugins()
+    fresh_plugins.pm.register(Two(), name="two")
+    reg = fresh_plugins.registry()
+    assert reg.providers["flute"] == reg.providers["harp"] == "two"
+    assert reg.sources["flute"].description == "Flutes"
+    assert next(p for p in reg.plugins if p.name == "two").sources == ["flute", "harp"]

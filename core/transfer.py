@@ -1,0 +1,165 @@
+"""Adding a source to a trained model: `septool add-decoder`, `remove-decoder`, `new-plugin`.
+
+A new source becomes a *local plugin*: a module and a ``.dist-info`` with a ``septool`` entry
+point in ``$SEPTOOL_HOME/plugins``, a folder the plugin manager puts on ``sys.path``, so it is
+found and loaded by the same entry-point machinery as a pip-installed plugin.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import SeptoolError
+from .home import activate_local_site, local_site
+from .store import decoder_file
+
+LOCAL_PREFIX = "septool_local_"
+
+
+PLUGIN_MODULE = '''"""septool source plugin for {name!r}, written by `septool {command}`."""
+
+from pathlib import Path
+
+from septool import DatasetSpec, SourceSpec, hookimpl
+
+WEIGHTS = {weights}
+
+
+@hookimpl
+def register_sources(register):
+    register(
+        SourceSpec(
+            name={name!r},
+            description={description!r},
+            dataset=DatasetSpec(target={name!r}),
+            weights=WEIGHTS,
+        )
+    )
+'''
+
+
+@dataclass
+class LocalPlugin:
+    name: str
+    module: Path
+    weights: Path | None
+
+
+def local_plugin_paths(name: str) -> tuple[Path, Path, Path]:
+    site = local_site()
+    module = f"{LOCAL_PREFIX}{name}"
+    return site / f"{module}.py", site / f"{module}-0.0.0.dist-info", site / "weights" / decoder_file(name)
+
+
+def write_local_plugin(name: str, description: str, weights: Path | None) -> LocalPlugin:
+    """Write the plugin module, its entry point and (if given) its decoder weights."""
+    module, dist_info, target = local_plugin_paths(name)
+    module.parent.mkdir(parents=True, exist_ok=True)
+    if weights is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(weights, target.with_suffix(".tmp"))
+        os.replace(target.with_suffix(".tmp"), target)
+    literal = f'Path(__file__).parent / "weights" / "{target.name}"' if weights is not None else "None"
+    text = PLUGIN_MODULE.format(name=name, description=description, weights=literal, command="add-decoder")
+    module.with_suffix(".tmp").write_text(text)
+    dist_info.mkdir(exist_ok=True)
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {LOCAL_PREFIX}{name}\nVersion: 0.0.0\n")
+    (dist_info / "entry_points.txt").write_text(f"[septool]\n{name} = {LOCAL_PREFIX}{name}\n")
+    os.replace(module.with_suffix(".tmp"), module)
+    activate_local_site()
+    return LocalPlugin(name, module, target if weights is not None else None)
+
+
+def remove_local_plugin(name: str) -> None:
+    module, dist_info, weights = local_plugin_paths(name)
+    if not module.exists():
+        raise SeptoolError(f"no local decoder named {name!r} (local plugins live in {local_site()})")
+    shutil.rmtree(dist_info, ignore_errors=True)
+    weights.unlink(missing_ok=True)
+    module.unlink()
+    sys.modules.pop(f"{LOCAL_PREFIX}{name}", None)
+    importlib.invalidate_caches()
+
+
+def is_local(plugin: str) -> bool:
+    return local_plugin_paths(plugin)[0].exists()
+
+
+PACKAGE_PYPROJECT = """[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "septool-{dash}"
+version = "0.1.0"
+description = "septool source plugin: {description}"
+readme = "README.md"
+requires-python = ">=3.10"
+dependencies = ["septool"]
+
+[project.entry-points.septool]
+{name} = "septool_{name}"
+
+[tool.setuptools]
+packages = ["septool_{name}"]
+
+[tool.setuptools.package-data]
+"septool_{name}" = ["*.safetensors"]
+"""
+
+PACKAGE_MODULE = '''"""septool source plugin: {description}."""
+
+from importlib.resources import files
+
+from septool import DatasetSpec, SourceSpec, hookimpl
+
+__version__ = "0.1.0"
+
+
+@hookimpl
+def register_sources(register):
+    weights = files(__name__) / "{weights}"
+    register(
+        SourceSpec(
+            name="{name}",
+            description="{description}",
+            dataset=DatasetSpec(target="{name}"),
+            weights=weights if weights.is_file() else None,
+        )
+    )
+'''
+
+PACKAGE_README = """# septool-{dash}
+
+A [septool](https://pypi.org/project/septool/) source plugin: **{name}** ({description}).
+
+    pip install ./septool-{dash}
+    septool plugins                      # lists {name}
+    septool separate song.wav --sources {name}
+
+The decoder `septool_{name}/{weights}` was trained against the encoder whose fingerprint is
+`{fingerprint}`; septool refuses it with any other encoder. Retrain it for another encoder with
+`septool add-decoder {name} --data DB --model MODEL_DIR`.
+"""
+
+
+def write_package(name: str, folder: Path, description: str, weights: Path | None, fingerprint: str) -> Path:
+    """A pip-installable source plugin package for ``name`` in ``folder``."""
+    folder = Path(folder)
+    package = folder / f"septool_{name}"
+    if package.exists():
+        raise SeptoolError(f"{package}: already exists; choose an empty folder")
+    package.mkdir(parents=True)
+    fields = dict(name=name, dash=name.replace("_", "-"), description=description,
+                  weights=decoder_file(name), fingerprint=fingerprint or "none yet")  # fmt: skip
+    (folder / "pyproject.toml").write_text(PACKAGE_PYPROJECT.format(**fields))
+    (folder / "README.md").write_text(PACKAGE_README.format(**fields))
+    (package / "__init__.py").write_text(PACKAGE_MODULE.format(**fields))
+    if weights is not None:
+        shutil.copyfile(weights, package / decoder_file(name))
+    return folder

@@ -1,0 +1,160 @@
+import hashlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import BUILTIN, save_model, tiny_model, write_song
+from test_trainer import noise, tones
+
+import septool
+from septool import SeptoolError, TrainConfig
+from septool.datasets import AudioCache, from_folders
+from septool.store import load_encoder
+from septool.trainer import Trainer
+
+SAMPLE = "../shared/data/musdb18-sample"
+RATE = 44100
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch, fresh_plugins):
+    monkeypatch.setenv("SEPTOOL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SEPTOOL_CACHE", str(tmp_path / "cache"))
+    fresh_plugins.reset()
+    yield tmp_path / "home"
+    fresh_plugins.reset()
+    sys.path[:] = [p for p in sys.path if not p.startswith(str(tmp_path))]
+
+
+@pytest.fixture
+def base_model(tmp_path):
+    folder = tmp_path / "base"
+    save_model(tiny_model(BUILTIN, seed=4), folder)
+    return folder
+
+
+def guitar_db(root, tracks=3, seconds=4.0):
+    """Pairs of (mixture, guitar): the 'guitar' is harmonic tones, the rest noise."""
+    rng = np.random.default_rng(5)
+    for k in range(tracks):
+        guitar, rest = tones(rng, seconds), noise(rng, seconds)
+        folder = root / f"song{k}"
+        folder.mkdir(parents=True)
+        sf.write(folder / "mixture.wav", np.stack([guitar + rest] * 2, axis=1), RATE, subtype="FLOAT")
+        sf.write(folder / "guitar.wav", np.stack([guitar] * 2, axis=1), RATE, subtype="FLOAT")
+    return root
+
+
+def quick(**kwargs):
+    base = dict(size="tiny", batch_size=4, max_epochs=2, valid_patches=4, precision="bf16", lr=1e-3)
+    return TrainConfig(**(base | kwargs))
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_frozen_add_decoder_then_separate_then_remove(home, base_model, tmp_path, cli):
+    before = digest(base_model / "encoder.safetensors")
+    added = septool.add_decoder("guitar", guitar_db(tmp_path / "db"), model=base_model, config=quick())
+    assert digest(base_model / "encoder.safetensors") == before
+    assert added.weights.is_file() and added.plugin.is_file()
+    code, out, err = cli("plugins")
+    assert code == 0 and "guitar" in out and "guitar: yes" in out
+    song = tmp_path / "song.wav"
+    write_song(song)
+    code, out, err = cli("separate", song, "--model", base_model, "--sources", "guitar,bass", "-o", tmp_path / "o")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "o" / "song").iterdir()) == ["bass.wav", "guitar.wav"]
+    code, out, err = cli("remove-decoder", "guitar")
+    assert code == 0
+    code, out, err = cli("plugins")
+    assert "guitar" not in out
+    code, out, err = cli("separate", song, "--model", base_model, "--sources", "guitar", "-o", tmp_path / "o2")
+    assert code == 1 and "unknown source 'guitar'" in err
+
+
+def test_frozen_training_leaves_the_encoder_bit_identical(home, base_model, tmp_path):
+    base = septool.load_model(base_model)
+    dbs = from_folders({"guitar": guitar_db(tmp_path / "db")}, {"guitar": "guitar"}, {"guitar": ("pairs",)}, 0, 0.3,
+                       AudioCache(tmp_path / "c"))  # fmt: skip
+    trainer = Trainer(quick(), dbs, tmp_path / "run", base=(base.encoder, dict(base.model.decoders)), frozen=True)
+    trainer.run()
+    after = trainer.networks["shared"].encoder.state_dict()
+    for name, tensor in base.encoder.encoder.state_dict().items():
+        assert torch.equal(tensor, after[name].cpu()), name  # weights and BatchNorm statistics
+    assert all(p.grad is None for p in trainer.networks["shared"].encoder.parameters())
+    assert not (tmp_path / "run" / "encoder.safetensors").exists()
+
+
+def test_finetune_needs_the_other_databases(home, base_model, tmp_path):
+    with pytest.raises(SeptoolError, match="would degrade their decoders"):
+        septool.add_decoder("guitar", guitar_db(tmp_path / "db"), "finetune", base_model, config=quick())
+    assert not (home / "plugins").exists()
+
+
+def test_finetune_keeps_the_other_sources_within_ten_percent(home, base_model, tmp_path):
+    trained = tmp_path / "trained"
+    septool.train(trained, musdb=SAMPLE, config=quick(max_epochs=3))
+    others = {s: SAMPLE for s in BUILTIN}
+    added = septool.add_decoder(
+        "guitar", guitar_db(tmp_path / "db"), "finetune", trained, others, out_dir=tmp_path / "ft", config=quick()
+    )
+    result = added.training
+    assert set(result.initial_valid) == {*BUILTIN, "guitar"}
+    after = result.history[result.best_epoch - 1]["valid"]
+    for source in BUILTIN:
+        assert after[source] <= 1.1 * result.initial_valid[source], (
+            source,
+            result.initial_valid[source],
+            after[source],
+        )
+    assert (
+        load_encoder(tmp_path / "ft" / "encoder.safetensors").fingerprint
+        != load_encoder(trained / "encoder.safetensors").fingerprint
+    )
+    model = septool.load_model(tmp_path / "ft", ["guitar", "vocals"])
+    assert model.sources == ["guitar", "vocals"]
+
+
+def test_bad_database_is_refused_and_creates_nothing(home, base_model, tmp_path):
+    db = guitar_db(tmp_path / "db")
+    (db / "song0" / "guitar.wav").write_text("broken")
+    sf.write(db / "song1" / "guitar.wav", np.zeros((RATE, 2)), RATE)
+    with pytest.raises(SeptoolError) as err:
+        septool.add_decoder("guitar", db, model=base_model, config=quick())
+    assert len(str(err.value).splitlines()) == 2
+    assert not (home / "plugins").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SeptoolError, match="empty database"):
+        septool.add_decoder("guitar", tmp_path / "empty", model=base_model, config=quick())
+    with pytest.raises(SeptoolError, match="already exists"):
+        septool.add_decoder("vocals", db, model=base_model, config=quick())
+
+
+def test_new_plugin_package_installs_and_uninstalls(home, base_model, tmp_path, cli):
+    septool.add_decoder("guitar", guitar_db(tmp_path / "db"), model=base_model, config=quick())
+    package = septool.new_plugin("guitar", tmp_path / "septool-guitar", "Guitars")
+    septool.remove_decoder("guitar")
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", site, package],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    sys.path.insert(0, str(site))
+    from septool import plugin_manager
+
+    plugin_manager.reset()
+    code, out, err = cli("plugins")
+    assert code == 0 and "guitar" in out and "0.1.0" in out and "guitar: yes" in out
+    song = tmp_path / "song.wav"
+    write_song(song)
+    code, out, err = cli("separate", song, "--model", base_model, "--sources", "guitar", "-o", tmp_path / "o")
+    assert code == 0, err
+    sys.path.remove(str(site))  # uninstalled
+    plugin_manager.reset()
+    code, out, err = cli("plugins")
+    assert "guitar" not in out
