@@ -240,7 +240,9 @@ def evaluate(
     subset: Annotated[str, typer.Option(help="MUSDB18 subset.")] = "test",
     data: Annotated[Path | None, typer.Option(help="Folder of <track>/{mixture,<source>}.wav.")] = None,
     sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: the model's).")] = None,
-    oracle: Annotated[str | None, typer.Option(help="Score an ideal mask instead: irm or ibm.")] = None,
+    oracle: Annotated[
+        str | None, typer.Option(help="Score instead an ideal mask (irm, ibm) or the unseparated mixture.")
+    ] = None,
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="Tracks scored in parallel.")] = 1,
     device: Annotated[str, typer.Option("-d", "--device", help="cpu, cuda or mps.")] = "cpu",
 ) -> None:

@@ -26,7 +26,7 @@ from .spectral import Spectrogram
 
 METRICS = ("SDR", "SIR", "SAR", "ISR")
 WINDOW = 44100
-ORACLES = ("irm", "ibm")
+ORACLES = ("irm", "ibm", "mixture")
 
 
 @dataclass
@@ -94,9 +94,12 @@ def score(references: dict[str, np.ndarray], estimates: dict[str, np.ndarray], n
 
 
 def oracle(track: EvalTrack, kind: str) -> dict[str, np.ndarray]:
-    """Ideal ratio (``irm``) or binary (``ibm``) mask of each reference, with the mixture's phase."""
+    """Ideal ratio (``irm``) or binary (``ibm``) mask of each reference, with the mixture's phase;
+    or ``mixture``: the unseparated mixture as every estimate (the floor a separator must beat)."""
     if kind not in ORACLES:
         raise SeptoolError(f"unknown oracle {kind!r}; choose {', '.join(ORACLES)}")
+    if kind == "mixture":
+        return {source: track.mixture.copy() for source in track.references}
     stft = Spectrogram()
     mixture = stft(torch.from_numpy(track.mixture)[None])
     mags = {s: stft(torch.from_numpy(r)[None]).abs() for s, r in track.references.items()}
