@@ -245,6 +245,7 @@ def evaluate(
     ] = None,
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="Tracks scored in parallel.")] = 1,
     device: Annotated[str, typer.Option("-d", "--device", help="cpu, cuda or mps.")] = "cpu",
+    precision: Annotated[str, typer.Option(help="fp32 or bf16 separation.")] = "fp32",
 ) -> None:
     """Score separations with BSSEval v4 (museval): median over 1 s windows, mean over tracks."""
     with Progress(TextColumn("[bold]evaluating"), BarColumn(), TextColumn("{task.completed}/{task.total} tracks"),
@@ -252,7 +253,7 @@ def evaluate(
         task = bar.add_task("tracks", total=None)
         results, written = septool.evaluate(
             out_dir, model, musdb, subset, data, split_sources(sources), oracle, jobs, device,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            progress=lambda done, total: bar.update(task, completed=done, total=total), precision=precision,
         )  # fmt: skip
     summary = results.summary()
     table = Table(title=f"{'oracle ' + oracle if oracle else 'model'}: mean over {len(results.tracks)} tracks of "

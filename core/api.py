@@ -73,7 +73,9 @@ def load_model(
             )
     encoder = load_encoder(encoder_path)
     explicit = sources is not None
-    wanted = list(dict.fromkeys(sources)) if explicit else list(reg.sources)
+    # MUSDB's usual order (vocals, drums, bass, other) first, then other sources as registered
+    ordered = [s for s in MUSDB_STEMS if s in reg.sources] + [s for s in reg.sources if s not in MUSDB_STEMS]
+    wanted = list(dict.fromkeys(sources)) if explicit else ordered
     decoders, files, skipped = {}, {"encoder": str(encoder_path)}, {}
     for name in wanted:
         spec = reg.get(name)
@@ -289,6 +291,7 @@ def evaluate(
     jobs: int = 1,
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    precision: str = "fp32",
 ) -> tuple[Results, list[Path]]:
     """Separate and score every track of a MUSDB18 subset or a pair folder (paper §4.1).
 
@@ -313,8 +316,8 @@ def evaluate(
         missing = [s for s in chosen if s not in loaded.sources]
         if missing:
             raise SeptoolError(f"the model has no decoder for {', '.join(missing)}")
-        separator = Separator(loaded.model, chosen, device)
-        label = f"model {loaded.files.get('encoder', '')}"
+        separator = Separator(loaded.model, chosen, device, precision=precision)
+        label = f"model {loaded.files.get('encoder', '')} ({precision})"
 
         def estimate(track):
             return separator.separate(track.mixture)

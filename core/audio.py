@@ -17,6 +17,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from .errors import SeptoolError
+from .files import usual_mode
 
 SAMPLE_RATE = 44100
 BLOCK = 1 << 16
@@ -222,6 +223,7 @@ class AtomicWriter:
 
     def commit(self) -> Path:
         self._file.close()
+        usual_mode(self._tmp)
         os.replace(self._tmp, self.path)
         return self.path
 

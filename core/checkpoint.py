@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import SeptoolError
+from .files import usual_mode
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 
@@ -45,6 +46,7 @@ def save_checkpoint(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        usual_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -22,6 +22,7 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 
 from .errors import SeptoolError
+from .files import usual_mode
 from .network import Decoder, Encoder
 from .spectral import StftSettings
 
@@ -78,6 +79,7 @@ def _write_atomically(path: Path, tensors: dict[str, torch.Tensor], metadata: di
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        usual_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
