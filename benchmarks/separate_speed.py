@@ -127,7 +127,7 @@ def main() -> None:
                 for _ in range(minutes):
                     handle.write(music(60).T)
             memory[f"{minutes} min"] = peak_memory_mb(tmp / "model", path)
-    print("peak resident memory of `septool.separate` (4 sources, fp32, whole process):")
+    print("peak resident memory of `septool.separate` (4 sources, default precision, whole process):")
     for name, mb in memory.items():
         print(f"  {name:8s} {mb:8.0f} MB")
     if args.json:

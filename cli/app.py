@@ -49,7 +49,7 @@ def separate(
         int | None, typer.Option(help="Patches per forward pass (default: 1 on CPU, 8 on GPU).")
     ] = None,
     overlap: Annotated[float, typer.Option(help="Overlap between patches, 0 <= overlap < 1.")] = 0.25,
-    precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+    precision: Annotated[str, typer.Option(help="auto (bf16 where fast: GPU, AMX CPUs), fp32 or bf16.")] = "auto",
 ) -> None:
     """Separate songs into stems."""
     with Progress(
@@ -245,7 +245,7 @@ def evaluate(
     ] = None,
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="Tracks scored in parallel.")] = 1,
     device: Annotated[str, typer.Option("-d", "--device", help="cpu, cuda or mps.")] = "cpu",
-    precision: Annotated[str, typer.Option(help="fp32 or bf16 separation.")] = "fp32",
+    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16 separation.")] = "auto",
 ) -> None:
     """Score separations with BSSEval v4 (museval): median over 1 s windows, mean over tracks."""
     with Progress(TextColumn("[bold]evaluating"), BarColumn(), TextColumn("{task.completed}/{task.total} tracks"),

@@ -161,7 +161,7 @@ def separate(
     progress: Callable[[Path, int, int], None] | None = None,
     batch_size: int | None = None,
     overlap: float = 0.25,
-    precision: str = "fp32",
+    precision: str = "auto",
 ) -> list[SeparatedTrack]:
     """Separate audio files into stems written under ``out_dir``.
 
@@ -291,7 +291,7 @@ def evaluate(
     jobs: int = 1,
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
 ) -> tuple[Results, list[Path]]:
     """Separate and score every track of a MUSDB18 subset or a pair folder (paper §4.1).
 
