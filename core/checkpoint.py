@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .errors import SeptoolError
-from .files import usual_mode
+from .store import write_safetensors
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 
@@ -40,17 +38,7 @@ def save_checkpoint(
     groups: dict[str, list] = {}
     for name, optimizer in optimizers.items():
         _flatten_optimizer(f"optim.{name}", optimizer, tensors, groups)
-    metadata = {"header": json.dumps(header), "param_groups": json.dumps(groups)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        usual_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_safetensors(path, tensors, {"header": json.dumps(header), "param_groups": json.dumps(groups)})
 
 
 class Checkpoint:

@@ -72,7 +72,8 @@ def _to_storage(module: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.
     return state
 
 
-def _write_atomically(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """Write a safetensors file atomically: a temporary file beside ``path``, then a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -122,7 +123,7 @@ def save_encoder(
         "stft": json.dumps(StftSettings().to_dict()),
         "provenance": json.dumps(provenance or {}),
     }
-    _write_atomically(Path(path), tensors, metadata)
+    write_safetensors(Path(path), tensors, metadata)
     return fp
 
 
@@ -167,7 +168,7 @@ def save_decoder(
         "provenance": json.dumps(provenance or {}),
         "scores": json.dumps(scores or {}),
     }
-    return _write_atomically(Path(path), _to_storage(decoder, dtype), metadata)
+    return write_safetensors(Path(path), _to_storage(decoder, dtype), metadata)
 
 
 def load_decoder(path: str | os.PathLike | Traversable, encoder: StoredEncoder) -> StoredDecoder:
