@@ -1,0 +1,33 @@
+"""examples/septool-guitar: the guitar plugin built by examples/build_guitar_plugin.sh."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import soundfile as sf
+
+PACKAGE = Path(__file__).parent.parent / "examples" / "septool-guitar"
+DEMO = Path(__file__).parent / "data" / "demo_2s" / "mixture.flac"
+
+
+def test_installing_the_example_package_adds_guitar(tmp_path, cli, fresh_plugins):
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", site, PACKAGE],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    sys.path.insert(0, str(site))
+    try:
+        fresh_plugins.reset()
+        code, out, err = cli("plugins")
+        row = next(line for line in out.splitlines() if "guitar: yes" in line)
+        assert code == 0 and "0.1.0" in row
+        code, out, err = cli("separate", DEMO, "--sources", "guitar,vocals", "-o", tmp_path / "out")
+        assert code == 0, err
+        guitar = sf.read(tmp_path / "out" / "mixture" / "guitar.wav")[0]
+        assert guitar.shape == sf.read(DEMO)[0].shape
+    finally:
+        sys.path.remove(str(site))  # uninstalled
+        fresh_plugins.reset()
+    code, out, err = cli("plugins")
+    assert "guitar" not in out
