@@ -17,6 +17,7 @@ def test_installing_the_example_package_adds_guitar(tmp_path, cli, fresh_plugins
         check=True, capture_output=True,
     )  # fmt: skip
     sys.path.insert(0, str(site))
+    sys.modules.pop("septool_guitar", None)  # another test may have imported a package of that name
     try:
         fresh_plugins.reset()
         code, out, err = cli("plugins")
@@ -28,6 +29,7 @@ def test_installing_the_example_package_adds_guitar(tmp_path, cli, fresh_plugins
         assert guitar.shape == sf.read(DEMO)[0].shape
     finally:
         sys.path.remove(str(site))  # uninstalled
+        sys.modules.pop("septool_guitar", None)
         fresh_plugins.reset()
     code, out, err = cli("plugins")
     assert "guitar" not in out

@@ -145,6 +145,7 @@ def test_new_plugin_package_installs_and_uninstalls(home, base_model, tmp_path, 
         check=True, capture_output=True,
     )  # fmt: skip
     sys.path.insert(0, str(site))
+    sys.modules.pop("septool_guitar", None)  # another test may have imported a package of that name
     from septool import plugin_manager
 
     plugin_manager.reset()
@@ -155,6 +156,7 @@ def test_new_plugin_package_installs_and_uninstalls(home, base_model, tmp_path, 
     code, out, err = cli("separate", song, "--model", base_model, "--sources", "guitar", "-o", tmp_path / "o")
     assert code == 0, err
     sys.path.remove(str(site))  # uninstalled
+    sys.modules.pop("septool_guitar", None)
     plugin_manager.reset()
     code, out, err = cli("plugins")
     assert "guitar" not in out
