@@ -98,3 +98,15 @@ def install_plugin(tmp_path, monkeypatch, fresh_plugins):
         fresh_plugins.reset()
 
     return install
+
+
+def pip_install(package, site) -> None:
+    """pip-install ``package`` into the folder ``site`` and put it first on ``sys.path``."""
+    import subprocess
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", site, package],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    sys.path.insert(0, str(site))
+    sys.modules.pop("septool_guitar", None)  # another test may have imported a package of that name

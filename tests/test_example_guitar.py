@@ -1,10 +1,10 @@
 """examples/septool-guitar: the guitar plugin built by examples/build_guitar_plugin.sh."""
 
-import subprocess
 import sys
 from pathlib import Path
 
 import soundfile as sf
+from conftest import pip_install
 
 PACKAGE = Path(__file__).parent.parent / "examples" / "septool-guitar"
 DEMO = Path(__file__).parent / "data" / "demo_2s" / "mixture.flac"
@@ -12,12 +12,7 @@ DEMO = Path(__file__).parent / "data" / "demo_2s" / "mixture.flac"
 
 def test_installing_the_example_package_adds_guitar(tmp_path, cli, fresh_plugins):
     site = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", site, PACKAGE],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    sys.path.insert(0, str(site))
-    sys.modules.pop("septool_guitar", None)  # another test may have imported a package of that name
+    pip_install(PACKAGE, site)
     try:
         fresh_plugins.reset()
         code, out, err = cli("plugins")

@@ -1,12 +1,11 @@
 import hashlib
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import BUILTIN, save_model, tiny_model, write_song
+from conftest import BUILTIN, pip_install, save_model, tiny_model, write_song
 from test_trainer import noise, tones
 
 import septool
@@ -140,12 +139,7 @@ def test_new_plugin_package_installs_and_uninstalls(home, base_model, tmp_path, 
     package = septool.new_plugin("guitar", tmp_path / "septool-guitar", "Guitars")
     septool.remove_decoder("guitar")
     site = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", site, package],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    sys.path.insert(0, str(site))
-    sys.modules.pop("septool_guitar", None)  # another test may have imported a package of that name
+    pip_install(package, site)
     from septool import plugin_manager
 
     plugin_manager.reset()
