@@ -272,7 +272,7 @@ app.add_typer(experiment_app, name="experiment")
 
 @experiment_app.command("paper")
 def experiment_paper(
-    musdb: Annotated[Path, typer.Option(help="MUSDB18-shaped root to train from (its train subset).")],
+    musdb: Annotated[Path | None, typer.Option(help="MUSDB18-shaped root to train from (its train subset).")] = None,
     out_dir: Annotated[Path, typer.Option("-o", "--out", help="Folder for the five models and results.")] = Path(
         "experiment"
     ),
@@ -285,14 +285,28 @@ def experiment_paper(
     device: Annotated[str, typer.Option("-d", "--device")] = "cpu",
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
     tiny: Annotated[bool, typer.Option(help="Tiny networks (a smoke test, not the paper's sizes).")] = False,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-4,
+    valid_patches: Annotated[int, typer.Option(help="Validation patches per source.")] = 32,
+    parallel: Annotated[
+        bool, typer.Option(help="Train the five at once, one process each (a large GPU has room).")
+    ] = False,
+    stage: Annotated[
+        str, typer.Option(help="all; train (stop after training); evaluate (score models trained before).")
+    ] = "all",
+    jobs: Annotated[int, typer.Option("-j", "--jobs", help="Tracks scored in parallel.")] = 1,
 ) -> None:
     """Tables 2 and 3: five configurations, equal budgets, scored beside the paper's figures."""
     from septool.experiment import run_paper_experiment, table_rows
 
-    base = septool.TrainConfig(max_minutes=budget, max_epochs=epochs, batch_size=batch_size,
-                               batches_per_epoch=batches_per_epoch, device=device, precision=precision)  # fmt: skip
+    base = septool.TrainConfig(max_minutes=budget, max_epochs=epochs, batch_size=batch_size, lr=lr,
+                               batches_per_epoch=batches_per_epoch, device=device, precision=precision,
+                               valid_patches=valid_patches)  # fmt: skip
     sizes = {"encoder": "tiny", "encoder+": "tiny"} if tiny else None
-    rows = run_paper_experiment(out_dir, musdb, eval_musdb, subset, base, sizes, progress=lambda m: console.print(m))
+    rows = run_paper_experiment(out_dir, musdb, eval_musdb, subset, base, sizes, lambda m: console.print(m),
+                                parallel, stage, jobs)  # fmt: skip
+    if not rows:
+        out.print(f"trained the five configurations in {out_dir}; score them with --stage evaluate")
+        return
     for metric in ("SDR", "SIR"):
         table = Table(title=f"{metric} in dB: ours (paper's, on MUSDB18)")
         for column in ("configuration", "vocals", "drums", "bass", "other"):

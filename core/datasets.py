@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -155,9 +156,14 @@ class SourceDatabase:
         return tracks[int(rng.choice(len(tracks), p=weights / weights.sum()))]
 
     def sample(
-        self, rng: np.random.Generator, plan: list[tuple[int, int]], augment: Augmentation | None = None
+        self,
+        rng: np.random.Generator,
+        plan: list[tuple[int, int]],
+        augment: Augmentation | None = None,
+        device: torch.device | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (mixture, target) crops of ``plan`` as (len(plan), 2, PATCH_SAMPLES) float tensors."""
+        """The (mixture, target) crops of ``plan`` as (len(plan), 2, PATCH_SAMPLES) float tensors,
+        on ``device`` (augmented there: a GPU does the filtering's FFTs far faster)."""
         targets, rests = [], []
         for index, offset in plan:
             track = self.tracks[index]
@@ -174,6 +180,8 @@ class SourceDatabase:
             targets.append(target)
             rests.append(rest)
         target_t, rest_t = torch.from_numpy(np.stack(targets)), torch.from_numpy(np.stack(rests))
+        if device is not None:
+            target_t, rest_t = target_t.to(device), rest_t.to(device)
         if augment is not None:
             target_t, rest_t = augment(target_t, rng), augment(rest_t, rng)
         return target_t + rest_t, target_t
@@ -194,7 +202,11 @@ class MultiDatabase:
         return _plan(self.tracks, rng, count)
 
     def sample(
-        self, rng: np.random.Generator, plan: list[tuple[int, int]], augment: Augmentation | None = None
+        self,
+        rng: np.random.Generator,
+        plan: list[tuple[int, int]],
+        augment: Augmentation | None = None,
+        device: torch.device | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         crops: dict[str, list[np.ndarray]] = {s: [] for s in [*self.sources, "_rest"]}
         for index, offset in plan:
@@ -204,7 +216,7 @@ class MultiDatabase:
                 crops[source].append(_crop(track.stems[source], offset))
                 rest = rest - crops[source][-1]
             crops["_rest"].append(rest)
-        parts = {s: torch.from_numpy(np.stack(c)) for s, c in crops.items()}
+        parts = {s: torch.from_numpy(np.stack(c)).to(device or "cpu") for s, c in crops.items()}
         if augment is not None:
             parts = {s: augment(p, rng) for s, p in parts.items()}
         mixture = sum(parts.values())
@@ -283,22 +295,27 @@ def read_folder_tracks(root: Path, fmt: str, target: str, cache: AudioCache, pro
 
 
 def read_musdb(root: Path, subset: str, cache: AudioCache, problems: list[str], stems=MUSDB_STEMS) -> list[Track]:
-    """MUSDB18 (.stem.mp4, decoded by musdb through ffmpeg) or MUSDB18-HQ (wav) tracks of a subset."""
-    import musdb
+    """MUSDB18 (.stem.mp4, decoded by musdb through ffmpeg) or MUSDB18-HQ (wav) tracks of a subset.
 
+    MUSDB18-HQ folders are listed directly: reading WAV needs neither musdb nor ffmpeg."""
     is_wav = not any((root / subset).glob("*.stem.mp4"))
-    try:
-        db = musdb.DB(root=str(root), subsets=subset, is_wav=is_wav)
-    except Exception as err:  # musdb raises bare exceptions for bad roots
-        problems.append(f"{root}: not a MUSDB18 folder ({err})")
-        return []
+    if is_wav:
+        folders = sorted(p for p in (root / subset).glob("*") if p.is_dir()) if (root / subset).is_dir() else []
+        db = [SimpleNamespace(name=p.name, path=str(p)) for p in folders]
+    else:
+        import musdb
+
+        try:
+            db = musdb.DB(root=str(root), subsets=subset, is_wav=False)
+        except Exception as err:  # musdb raises bare exceptions for bad roots
+            problems.append(f"{root}: not a MUSDB18 folder ({err})")
+            return []
     if len(db) == 0:
         problems.append(f"{root / subset}: no MUSDB18 tracks")
     tracks = []
     for track in db:
         if is_wav:
-            folder = Path(track.path).parent if Path(track.path).is_file() else Path(track.path)
-            folder = folder if (folder / "mixture.wav").exists() else root / subset / track.name
+            folder = Path(track.path)
             files = {"mixture": folder / "mixture.wav", **{s: folder / f"{s}.wav" for s in stems}}
             missing = [p.name for p in files.values() if not p.exists()]
             if missing:

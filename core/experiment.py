@@ -9,14 +9,19 @@ configuration's trainable parameters and separation time.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .datasets import MUSDB_STEMS
+from .errors import SeptoolError
 from .evaluate import evaluate_tracks, tracks_from_musdb, write_results
 from .network import count_parameters
 from .separator import Separator
@@ -52,37 +57,82 @@ class Row:
     patches_seen: int = 0
 
 
-def run_paper_experiment(
+STAGES = ("all", "train", "evaluate")
+TRAINING_FILE = "training.json"
+
+
+def _train_configuration(job: tuple[str, str, str, Path, Path, TrainConfig, int | None]) -> dict:
+    """Train one configuration into ``out_dir/name`` (also the body of a parallel worker)."""
+    from .api import train
+
+    name, procedure, size, out_dir, musdb, config, threads = job
+    if threads:
+        torch.set_num_threads(threads)
+    config = replace(config, procedure=procedure, size=size)
+    result = train(out_dir / name, musdb=musdb, sources=list(MUSDB_STEMS), config=config)
+    record = {
+        "size": size, "device": config.device, "batch_size": config.batch_size, "seconds": result.seconds,
+        "epochs": result.epochs, "best_epoch": result.best_epoch, "patches_seen": result.patches_seen,
+        "stopped": result.stopped,
+    }  # fmt: skip
+    (out_dir / name / TRAINING_FILE).write_text(json.dumps(record))
+    return record
+
+
+def train_configurations(
     out_dir: Path,
     musdb: Path,
-    eval_musdb: Path | None = None,
-    subset: str = "test",
-    base: TrainConfig | None = None,
-    sizes: dict[str, str] | None = None,
+    base: TrainConfig,
+    sizes: dict[str, str],
+    parallel: bool = False,
     progress: Callable[[str], None] | None = None,
-) -> list[Row]:
-    """Train and evaluate the five configurations; ``base`` holds the shared budget and settings.
+) -> None:
+    """Train the five configurations, one after another or all at once (one process each).
 
-    ``sizes`` maps the paper's ``encoder``/``encoder+`` to the sizes to use (tests use tiny ones).
+    In parallel every configuration gets the same wall-clock budget on a shared device: worth it
+    where one configuration alone cannot keep a large GPU busy.
     """
-    from .api import load_model, train
+    jobs = [(name, procedure, sizes[size], out_dir, musdb, base) for name, procedure, size in CONFIGURATIONS]
+    if not parallel:
+        for job in jobs:
+            if progress:
+                progress(f"training {job[0]}")
+            _train_configuration((*job, None))
+        return
+    threads = max(1, (os.cpu_count() or 1) // len(jobs))
+    if progress:
+        progress(f"training {', '.join(j[0] for j in jobs)} in parallel")
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    with ProcessPoolExecutor(len(jobs), mp_context=context) as pool:
+        list(pool.map(_train_configuration, [(*job, threads) for job in jobs]))
 
-    base = base or TrainConfig()
-    sizes = sizes or {"encoder": "encoder", "encoder+": "encoder+"}
-    tracks = tracks_from_musdb(Path(eval_musdb or musdb), subset, MUSDB_STEMS)
+
+def evaluate_configurations(
+    out_dir: Path,
+    eval_musdb: Path,
+    subset: str = "test",
+    device: str = "cpu",
+    progress: Callable[[str], None] | None = None,
+    jobs: int = 1,
+) -> list[Row]:
+    """Score the five trained configurations in ``out_dir`` by the paper's protocol (``jobs``
+    scoring processes; separation time is measured in this process alone)."""
+    from .api import load_model
+
+    tracks = tracks_from_musdb(Path(eval_musdb), subset, MUSDB_STEMS)
     rows = []
-    for name, procedure, size in CONFIGURATIONS:
-        if progress:
-            progress(f"training {name}")
-        config = replace(base, procedure=procedure, size=sizes[size])
-        result = train(out_dir / name, musdb=musdb, sources=list(MUSDB_STEMS), config=config)
+    for name, procedure, _ in CONFIGURATIONS:
+        folder = out_dir / name
+        if not (folder / TRAINING_FILE).exists():
+            raise SeptoolError(f"{folder}: no trained {name} configuration (train it with --stage train)")
+        training = json.loads((folder / TRAINING_FILE).read_text())
         if procedure == "independent":
-            models = {s: load_model(out_dir / name / s, [s]) for s in MUSDB_STEMS}
-            separators = [Separator(m.model, [s], config.device) for s, m in models.items()]
+            models = {s: load_model(folder / s, [s]) for s in MUSDB_STEMS}
+            separators = [Separator(m.model, [s], device) for s, m in models.items()]
             parameters = sum(count_parameters(m.model) for m in models.values())
         else:
-            model = load_model(out_dir / name, list(MUSDB_STEMS))
-            separators = [Separator(model.model, list(MUSDB_STEMS), config.device)]
+            model = load_model(folder, list(MUSDB_STEMS))
+            separators = [Separator(model.model, list(MUSDB_STEMS), device)]
             parameters = count_parameters(model.model)
         timing = {"seconds": 0.0}
 
@@ -96,14 +146,47 @@ def run_paper_experiment(
 
         if progress:
             progress(f"evaluating {name}")
-        results = evaluate_tracks(tracks, estimate)
-        write_results(results, out_dir / name / "evaluation", f"{name} ({procedure}, {config.size})")
+        results = evaluate_tracks(tracks, estimate, jobs)
+        write_results(results, folder / "evaluation", f"{name} ({procedure}, {training['size']})")
         rows.append(
-            Row(name, procedure, config.size, results.summary(), parameters, timing["seconds"], result.seconds,
-                result.epochs, result.patches_seen)
+            Row(name, procedure, training["size"], results.summary(), parameters, timing["seconds"],
+                training["seconds"], training["epochs"], training["patches_seen"])
         )  # fmt: skip
     (out_dir / "experiment.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
     return rows
+
+
+def run_paper_experiment(
+    out_dir: Path,
+    musdb: Path | None,
+    eval_musdb: Path | None = None,
+    subset: str = "test",
+    base: TrainConfig | None = None,
+    sizes: dict[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
+    parallel: bool = False,
+    stage: str = "all",
+    jobs: int = 1,
+) -> list[Row]:
+    """Train and evaluate the five configurations; ``base`` holds the shared budget and settings.
+
+    ``sizes`` maps the paper's ``encoder``/``encoder+`` to the sizes to use (tests use tiny ones).
+    ``stage`` ``train`` stops after training (e.g. on a GPU machine), ``evaluate`` scores models
+    trained before; both return the rows that exist (none after ``train``).
+    """
+    if stage not in STAGES:
+        raise SeptoolError(f"unknown stage {stage!r}; choose {', '.join(STAGES)}")
+    base = base or TrainConfig()
+    if stage != "evaluate":
+        if musdb is None:
+            raise SeptoolError("training needs a MUSDB18-shaped folder (--musdb)")
+        train_configurations(out_dir, Path(musdb), base, sizes or {"encoder": "encoder", "encoder+": "encoder+"},
+                             parallel, progress)  # fmt: skip
+        if stage == "train":
+            return []
+    if eval_musdb is None and musdb is None:
+        raise SeptoolError("evaluation needs a MUSDB18-shaped folder (--eval-musdb or --musdb)")
+    return evaluate_configurations(out_dir, Path(eval_musdb or musdb), subset, base.device, progress, jobs)
 
 
 def table_rows(rows: list[Row], metric: str) -> list[list[str]]:

@@ -317,7 +317,7 @@ class Trainer:
             train = self.dbs.simultaneous[0]
             plan = train.epoch_plan(rng, n_batches * batch)
             for b in range(n_batches):
-                mixture, targets = train.sample(rng, plan[b * batch : (b + 1) * batch], self.augment)
+                mixture, targets = train.sample(rng, plan[b * batch : (b + 1) * batch], self.augment, self.device)
                 for s, value in self._step_simultaneous(mixture, targets).items():
                     sums[s] += value
                 self.patches_seen += batch
@@ -333,7 +333,7 @@ class Trainer:
                 self.encoder_opts["shared"].zero_grad(set_to_none=True)
             for source in order:
                 mixture, target = self.dbs.train[source].sample(
-                    rng, plans[source][b * batch : (b + 1) * batch], self.augment
+                    rng, plans[source][b * batch : (b + 1) * batch], self.augment, self.device
                 )
                 step_encoder = not accumulate and not self.frozen
                 sums[source] += self._step_source(source, mixture, target, step_encoder)

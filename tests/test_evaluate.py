@@ -89,11 +89,19 @@ def short_excerpt(root: Path, seconds: float = 2.0) -> Path:
     return root
 
 
-def test_paper_experiment_runs_all_five_configurations(cli, tmp_path, monkeypatch):
+def test_paper_experiment_trains_in_parallel_then_evaluates_all_five(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("SEPTOOL_CACHE", str(tmp_path / "cache"))
     code, out, err = cli(
-        "experiment", "paper", "--musdb", SAMPLE, "--eval-musdb", short_excerpt(tmp_path / "eval"), "--tiny",
-        "--epochs", "1", "--batch-size", "2", "--budget", "5", "-o", tmp_path / "exp",
+        "experiment", "paper", "--musdb", SAMPLE, "--tiny", "--epochs", "1", "--batch-size", "2", "--budget", "5",
+        "--stage", "train", "--parallel", "-o", tmp_path / "exp",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "--stage evaluate" in out and not (tmp_path / "exp" / "experiment.json").exists()
+    trained = {p.parent.name for p in (tmp_path / "exp").glob("*/training.json")}
+    assert trained == {"independent", "simultaneous", "interleaved", "interleaved-acc", "encoder+"}
+    code, out, err = cli(
+        "experiment", "paper", "--stage", "evaluate", "--eval-musdb", short_excerpt(tmp_path / "eval"),
+        "-o", tmp_path / "exp",
     )  # fmt: skip
     assert code == 0, err
     rows = json.loads((tmp_path / "exp" / "experiment.json").read_text())
@@ -104,3 +112,10 @@ def test_paper_experiment_runs_all_five_configurations(cli, tmp_path, monkeypatc
     independent, interleaved = rows[0], rows[2]
     assert independent["parameters"] > interleaved["parameters"]  # four encoders against one
     assert "(4.15)" in out and "(9.28)" in out  # the paper's figures are printed beside ours
+
+
+def test_evaluating_an_experiment_that_was_not_trained_names_the_folder(cli, tmp_path):
+    code, _, err = cli("experiment", "paper", "--stage", "evaluate", "--eval-musdb", SAMPLE, "-o", tmp_path / "none")
+    assert code != 0
+    assert f"{tmp_path / 'none' / 'independent'}: no trained independent configuration" in err
+    assert "Traceback" not in err

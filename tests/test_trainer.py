@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -243,3 +244,16 @@ def test_two_processes_with_gloo_train_in_step(tmp_path):
     provenance = load_encoder(tmp_path / "ddp" / "encoder.safetensors").metadata["provenance"]
     assert provenance["world_size"] == 2
     assert torch.isfinite(load_encoder(tmp_path / "ddp" / "encoder.safetensors").encoder.bin_std).all()
+
+
+def test_musdb18_hq_folders_are_read_without_musdb_or_ffmpeg(tmp_path, monkeypatch):
+    """A GPU machine may lack ffmpeg (which musdb's stempeg wants on import): WAV folders need neither."""
+    from septool.datasets import MUSDB_STEMS, read_musdb
+
+    monkeypatch.setitem(sys.modules, "musdb", None)  # any `import musdb` now fails
+    problems = []
+    tracks = read_musdb(Path(SAMPLE), "train", AudioCache(tmp_path / "cache"), problems)
+    assert problems == [] and [t.name for t in tracks] == ["Music Delta - 80s Rock"]
+    assert set(tracks[0].stems) == set(MUSDB_STEMS) and tracks[0].mixture.shape == tracks[0].stems["bass"].shape
+    read_musdb(tmp_path / "nothing", "train", AudioCache(tmp_path / "cache"), problems)
+    assert problems == [f"{tmp_path / 'nothing' / 'train'}: no MUSDB18 tracks"]
