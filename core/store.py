@@ -106,6 +106,15 @@ def _read(path: Path | Traversable) -> tuple[dict[str, torch.Tensor], dict[str, 
     return tensors, metadata
 
 
+def copy_as_float16(source: Path | Traversable, target: Path) -> Path:
+    """Copy a model file with its floating-point tensors stored in float16 (metadata kept): the
+    form septool ships weights in. Decoders stay bound to their encoder (the binding is by the
+    encoder's fingerprint, which this does not touch)."""
+    tensors, metadata = _read(source)
+    half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    return write_safetensors(Path(target), half, metadata)
+
+
 def save_encoder(
     path: str | os.PathLike,
     encoder: Encoder,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import SeptoolError
 from .home import activate_local_site, local_site
-from .store import decoder_file
+from .store import copy_as_float16, decoder_file
 
 LOCAL_PREFIX = "septool_local_"
 
@@ -161,5 +161,5 @@ def write_package(name: str, folder: Path, description: str, weights: Path | Non
     (folder / "README.md").write_text(PACKAGE_README.format(**fields))
     (package / "__init__.py").write_text(PACKAGE_MODULE.format(**fields))
     if weights is not None:
-        shutil.copyfile(weights, package / decoder_file(name))
+        copy_as_float16(weights, package / decoder_file(name))  # half the size; widened on loading
     return folder

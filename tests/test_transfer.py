@@ -6,6 +6,7 @@ import pytest
 import soundfile as sf
 import torch
 from conftest import BUILTIN, pip_install, save_model, tiny_model, write_song
+from safetensors import safe_open
 from test_trainer import noise, tones
 
 import septool
@@ -137,6 +138,9 @@ def test_bad_database_is_refused_and_creates_nothing(home, base_model, tmp_path)
 def test_new_plugin_package_installs_and_uninstalls(home, base_model, tmp_path, cli):
     septool.add_decoder("guitar", guitar_db(tmp_path / "db"), model=base_model, config=quick())
     package = septool.new_plugin("guitar", tmp_path / "septool-guitar", "Guitars")
+    with safe_open(str(package / "septool_guitar" / "guitar.safetensors"), "pt") as handle:
+        assert handle.get_tensor("average.weight").dtype == torch.float16  # shipped as septool ships weights
+        assert handle.metadata()["source"] == "guitar"
     septool.remove_decoder("guitar")
     site = tmp_path / "site"
     pip_install(package, site)
