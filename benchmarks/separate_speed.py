@@ -46,6 +46,8 @@ def timed(fn, repeats: int) -> float:
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
     return best
 
@@ -54,13 +56,13 @@ def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
     return float(10 * np.log10(np.sum(reference**2) / max(np.sum((reference - estimate) ** 2), 1e-30)))
 
 
-def open_unmix(niter: int):
+def open_unmix(niter: int, device: str = "cpu"):
     sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))  # only its I/O needs it
     from openunmix.model import OpenUnmix
     from openunmix.model import Separator as UmxSeparator
 
     targets = {s: OpenUnmix(nb_bins=2049, nb_channels=2, hidden_size=512, max_bin=1487).eval() for s in SOURCES}
-    return UmxSeparator(targets, niter=niter).eval()
+    return UmxSeparator(targets, niter=niter).to(device).eval()
 
 
 def peak_memory_mb(model_dir: Path, audio_path: Path) -> float:
@@ -80,6 +82,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (peak memory is measured on cpu only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -87,34 +90,40 @@ def main() -> None:
     rows: dict[str, float] = {}
 
     with torch.inference_mode():
-        mixture = torch.from_numpy(audio)[None]
-        rows["Open-Unmix, 4 targets, no Wiener (niter=0)"] = timed(lambda: open_unmix(0)(mixture), args.repeats)
-        rows["Open-Unmix, 4 targets, Wiener niter=1 (its default)"] = timed(lambda: open_unmix(1)(mixture), 1)
+        mixture = torch.from_numpy(audio)[None].to(args.device)
+        umx0, umx1 = open_unmix(0, args.device), open_unmix(1, args.device)
+        rows["Open-Unmix, 4 targets, no Wiener (niter=0)"] = timed(lambda: umx0(mixture), args.repeats)
+        rows["Open-Unmix, 4 targets, Wiener niter=1 (its default)"] = timed(lambda: umx1(mixture), 1)
 
     shared = SharedModel.build(ModelConfig.named("encoder"), SOURCES).eval()
     plus = SharedModel.build(ModelConfig.named("encoder+"), SOURCES).eval()
     independent = [SharedModel.build(ModelConfig.named("encoder"), [s]).eval() for s in SOURCES]
     outputs = {}
     for precision in ("fp32", "bf16"):
-        sep4 = Separator(shared, SOURCES, precision=precision)
+        sep4 = Separator(shared, SOURCES, args.device, precision=precision)
         rows[f"septool shared, 4 sources, {precision}"] = timed(
             lambda sep=sep4, p=precision: outputs.__setitem__(p, sep.separate(audio)), args.repeats
         )
-        sep1 = Separator(shared, ["vocals"], precision=precision)
+        sep1 = Separator(shared, ["vocals"], args.device, precision=precision)
         rows[f"septool shared, 1 source, {precision}"] = timed(lambda sep=sep1: sep.separate(audio), args.repeats)
-        sep_plus = Separator(plus, SOURCES, precision=precision)
+        sep_plus = Separator(plus, SOURCES, args.device, precision=precision)
         rows[f"septool encoder+, 4 sources, {precision}"] = timed(lambda sep=sep_plus: sep.separate(audio), 1)
-        seps = [Separator(net, [s], precision=precision) for net, s in zip(independent, SOURCES)]
+        seps = [Separator(net, [s], args.device, precision=precision) for net, s in zip(independent, SOURCES)]
         rows[f"4 independent full networks, {precision}"] = timed(lambda ss=seps: [s.separate(audio) for s in ss], 1)
 
     baseline = rows["Open-Unmix, 4 targets, no Wiener (niter=0)"]
-    print(f"\n{args.seconds:.0f} s stereo at 44.1 kHz, {args.threads} threads, torch {torch.__version__}")
+    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{args.threads} threads"
+    print(f"\n{args.seconds:.0f} s stereo at 44.1 kHz, {where}, torch {torch.__version__}")
     print(f"{'configuration':56s} {'seconds':>8s} {'x real time':>12s} {'vs Open-Unmix':>14s}")
     for name, seconds in rows.items():
         print(f"{name:56s} {seconds:8.2f} {args.seconds / seconds:12.1f} {seconds / baseline:13.2f}x")
     deviation = min(snr_db(outputs["fp32"][s], outputs["bf16"][s]) for s in SOURCES)
     print(f"bf16 output against fp32 output (random weights), worst source: {deviation:.1f} dB SNR")
 
+    if args.device != "cpu":
+        if args.json:
+            args.json.write_text(json.dumps({"seconds": rows, "bf16_snr_db": deviation}, indent=2))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         fp = save_encoder(tmp / "model" / ENCODER_FILE, shared.encoder)
