@@ -1,11 +1,17 @@
 """The recipe of septool's shipped model: render databases with `septool synth`, then train.
 
-    python examples/train_pretrained.py WORK_DIR [--minutes 55] [--device cpu] [--size encoder]
+    python examples/train_pretrained.py WORK_DIR [--minutes 55] [--device cpu] [--size encoder+]
 
 Renders WORK_DIR/render/train (training songs: FluidR3 and MuseScore General instruments, GM and
 AVL drum kits) and WORK_DIR/render/test (held-out songs rendered with TimGM6mb only, a soundfont
 the training never hears), then trains interleaved (Algorithm 1) from the MUSDB-layout training
 set and writes WORK_DIR/model. Rendering resumes and training can be resumed (--resume).
+
+The shipped model was trained from these renders on a GPU machine that cannot render them:
+`examples/carry_data.py pack` (Opus stems), then `examples/gpu_run.sh` there (its `encoder+`
+configuration, 6 minutes, bf16, batch 16), then `examples/ship_model.py` (docs/model-card.md).
+On a machine with both the songs and a GPU, ``--device cuda --batch-size 16 --minutes 6
+--batches-per-epoch 40`` is that configuration (validating on 32 patches per source, not 128).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ def main() -> None:
     parser.add_argument("--test-hours", type=float, default=0.08)
     parser.add_argument("--minutes", type=float, default=55.0, help="training wall-clock budget")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--size", default="encoder")
+    parser.add_argument("--size", default="encoder+")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--batches-per-epoch", type=int, default=100, help="validate this often")
     parser.add_argument("--precision", default="bf16")
