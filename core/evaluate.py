@@ -31,11 +31,13 @@ ORACLES = ("irm", "ibm", "mixture")
 
 @dataclass
 class EvalTrack:
-    """A mixture and its reference sources, (2, n) float32 arrays at 44.1 kHz."""
+    """A mixture and its reference sources, (2, n) float32 arrays at 44.1 kHz. ``complete``: the
+    references are every source of the mixture (MUSDB's four), not a selection of them."""
 
     name: str
     mixture: np.ndarray
     references: dict[str, np.ndarray]
+    complete: bool = True
 
 
 @dataclass
@@ -95,7 +97,12 @@ def score(references: dict[str, np.ndarray], estimates: dict[str, np.ndarray], n
 
 def oracle(track: EvalTrack, kind: str) -> dict[str, np.ndarray]:
     """Ideal ratio (``irm``) or binary (``ibm``) mask of each reference, with the mixture's phase;
-    or ``mixture``: the unseparated mixture as every estimate (the floor a separator must beat)."""
+    or ``mixture``: the unseparated mixture as every estimate (the floor a separator must beat).
+
+    For a track with only some of its sources (a pair folder, ``--sources vocals``), the rest
+    (mixture minus references) competes for the masks too, or one source's mask would be all ones.
+    With all of them the masks use the references alone, as SiSEC's oracles do (some MUSDB18
+    mixtures differ from the sum of their stems by mastering)."""
     if kind not in ORACLES:
         raise SeptoolError(f"unknown oracle {kind!r}; choose {', '.join(ORACLES)}")
     if kind == "mixture":
@@ -103,8 +110,12 @@ def oracle(track: EvalTrack, kind: str) -> dict[str, np.ndarray]:
     stft = Spectrogram()
     mixture = stft(torch.from_numpy(track.mixture)[None])
     mags = {s: stft(torch.from_numpy(r)[None]).abs() for s, r in track.references.items()}
-    total = sum(mags.values()) + 1e-10
-    winner = torch.stack(list(mags.values())).argmax(dim=0)
+    competitors = list(mags.values())
+    if not track.complete:
+        rest = np.ascontiguousarray(track.mixture - sum(track.references.values()), dtype=np.float32)
+        competitors.append(stft(torch.from_numpy(rest)[None]).abs())
+    total = sum(competitors) + 1e-10
+    winner = torch.stack(competitors).argmax(dim=0)
     out = {}
     for i, (source, mag) in enumerate(mags.items()):
         mask = mag / total if kind == "irm" else (winner == i).float()
@@ -129,7 +140,8 @@ def tracks_from_musdb(root: Path, subset: str, sources: Sequence[str]) -> list[E
         if missing:
             raise SeptoolError(f"{track.name}: MUSDB18 has no {missing[0]} target")
         refs = {s: track.targets[s].audio.T.astype(np.float32) for s in sources}
-        tracks.append(EvalTrack(track.name, track.audio.T.astype(np.float32), refs))
+        complete = set(sources) >= {"vocals", "drums", "bass", "other"}
+        tracks.append(EvalTrack(track.name, track.audio.T.astype(np.float32), refs, complete))
     return tracks
 
 
@@ -152,7 +164,7 @@ def tracks_from_pairs(root: Path, sources: Sequence[str]) -> list[EvalTrack]:
         for s, ref in refs.items():
             if ref.shape != mixture.shape:
                 raise SeptoolError(f"{folder}: {s} has {ref.shape[1]} samples, the mixture {mixture.shape[1]}")
-        tracks.append(EvalTrack(folder.name, mixture, refs))
+        tracks.append(EvalTrack(folder.name, mixture, refs, complete=False))
     return tracks
 
 

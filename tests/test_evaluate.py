@@ -55,6 +55,17 @@ def test_perfect_estimates_score_far_above_the_mixture():
     assert ideal.median("a", "SDR") > as_mixture.median("a", "SDR") + 3
 
 
+def test_oracle_of_a_single_source_pair_lets_the_rest_compete():
+    """A pair folder holds the mixture and one source: its ideal mask must not be all ones."""
+    t = np.arange(3 * 44100) / 44100
+    tone = np.stack([np.sin(2 * np.pi * 220 * t)] * 2).astype(np.float32) * 0.2
+    rest = np.random.default_rng(1).standard_normal((2, t.size)).astype(np.float32) * 0.1
+    track = EvalTrack("t", tone + rest, {"guitar": tone}, complete=False)
+    ideal = score({"guitar": tone}, oracle(track, "irm"))
+    unseparated = score({"guitar": tone}, oracle(track, "mixture"))
+    assert ideal.median("guitar", "SDR") > unseparated.median("guitar", "SDR") + 10
+
+
 def test_bad_evaluation_input_names_the_track(tmp_path):
     with pytest.raises(SeptoolError, match="no track folders"):
         (tmp_path / "empty").mkdir()
