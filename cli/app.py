@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 import septool
 from septool.plugin_manager import registry
@@ -20,8 +21,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out = Console()
+# markup off: file names and messages may hold [brackets], which must print as they are
+console = Console(stderr=True, markup=False)
+out = Console(markup=False)
+
+
+def labelled(label: str, style: str, message: object) -> Text:
+    """``label`` in colour, then the message verbatim (never read as rich markup)."""
+    return Text.assemble((label, style), f" {message}")
 
 
 def split_sources(value: str | None) -> list[str] | None:
@@ -53,7 +60,7 @@ def separate(
 ) -> None:
     """Separate songs into stems."""
     with Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
@@ -86,8 +93,12 @@ def separate(
         for source, count in track.clipped.items():
             if count:
                 console.print(
-                    f"[yellow]warning:[/] {track.outputs[source]}: {count} samples clipped "
-                    f"(peak {track.peaks[source]:.2f}); use --bits 32f to keep them"
+                    labelled(
+                        "warning:",
+                        "yellow",
+                        f"{track.outputs[source]}: {count} samples clipped "
+                        f"(peak {track.peaks[source]:.2f}); use --bits 32f to keep them",
+                    )
                 )
     out.print(f"wrote {sum(len(t.outputs) for t in results)} stems for {len(results)} track(s) under {out_dir}")
 
@@ -409,7 +420,7 @@ def plugins() -> None:
         table.add_row(info.name, info.version, ", ".join(info.sources), weights)
     out.print(table)
     for failure in reg.failures:
-        out.print(f"[red]failed:[/] {failure.name}: {failure.reason}")
+        out.print(labelled("failed:", "red", f"{failure.name}: {failure.reason}"))
 
 
 def main() -> None:
@@ -417,7 +428,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except septool.SeptoolError as err:
-        console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        console.print(labelled("error:", "red", err), highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         console.print("interrupted; no partial output was left", highlight=False)
@@ -425,7 +436,7 @@ def main() -> None:
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except (typer.BadParameter, typer.Abort) as err:
-        console.print(f"[red]error:[/] {err}", highlight=False)
+        console.print(labelled("error:", "red", err), highlight=False)
         sys.exit(2)
 
 

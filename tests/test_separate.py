@@ -78,13 +78,13 @@ def make_bad_input(kind, tmp_path):
     """Return (argument, expected message fragment) for one kind of bad input."""
     rate = 44100
     if kind == "missing file":
-        return tmp_path / "nope.wav", "no such file"
+        return tmp_path / "nope [live].wav", "no such file"  # brackets print as they are, not as markup
     if kind == "empty directory":
         (tmp_path / "empty").mkdir()
         (tmp_path / "empty" / "readme.txt").write_text("x")
         return tmp_path / "empty", "contains no audio files"
     if kind == "not audio":
-        path = tmp_path / "fake.wav"
+        path = tmp_path / "fake [demo].wav"
         path.write_text("this is text")
         return path, "not an audio file"
     if kind == "truncated wav":

@@ -257,3 +257,28 @@ def test_musdb18_hq_folders_are_read_without_musdb_or_ffmpeg(tmp_path, monkeypat
     assert set(tracks[0].stems) == set(MUSDB_STEMS) and tracks[0].mixture.shape == tracks[0].stems["bass"].shape
     read_musdb(tmp_path / "nothing", "train", AudioCache(tmp_path / "cache"), problems)
     assert problems == [f"{tmp_path / 'nothing' / 'train'}: no MUSDB18 tracks"]
+
+
+def test_config_file_sets_training_options_and_databases(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEPTOOL_CACHE", str(tmp_path / "cache"))
+    write_pairs(tmp_path / "vocals_db", "vocals", 2, 4.0, seed=3)
+    write_pairs(tmp_path / "bass_db", "bass", 2, 4.0, seed=4)
+    config = tmp_path / "septool.toml"
+    config.write_text(
+        '[train]\nsize = "tiny"\nmax_epochs = 1\nbatch_size = 2\nvalid_patches = 2\n\n'
+        f'[data]\nvocals = "{tmp_path / "vocals_db"}"\nbass = "{tmp_path / "bass_db"}"\n'
+    )
+    code, out, err = cli("train", "--config", config, "-o", tmp_path / "model")
+    assert code == 0, err
+    assert "after 1 epochs" in out
+    provenance = load_encoder(tmp_path / "model" / "encoder.safetensors").metadata["provenance"]
+    assert provenance["size"] == "tiny" and provenance["batch_size"] == 2 and provenance["epochs"] == 1
+    assert set(provenance["data"]) == {"vocals", "bass"}
+    misspelt = tmp_path / "misspelt.toml"
+    misspelt.write_text('[train]\nsizes = "tiny"\n')
+    code, _, err = cli("train", "--config", misspelt, "-o", tmp_path / "m2")
+    assert code != 0 and f"{misspelt}: unknown [train] option(s) sizes" in err
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[train\n")
+    code, _, err = cli("train", "--config", broken, "-o", tmp_path / "m3")
+    assert code != 0 and f"{broken}: cannot read config" in err and "Traceback" not in err
