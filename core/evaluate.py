@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from . import audio as audio_io
+from .datasets import MUSDB_STEMS
 from .errors import SeptoolError
 from .spectral import Spectrogram
 
@@ -134,13 +135,13 @@ def tracks_from_musdb(root: Path, subset: str, sources: Sequence[str]) -> list[E
     db = musdb.DB(root=str(root), subsets=subset, is_wav=is_wav)
     if len(db) == 0:
         raise SeptoolError(f"{root / subset}: no tracks to evaluate")
+    complete = set(sources) >= set(MUSDB_STEMS)
     tracks = []
     for track in db:
         missing = [s for s in sources if s not in track.targets]
         if missing:
             raise SeptoolError(f"{track.name}: MUSDB18 has no {missing[0]} target")
         refs = {s: track.targets[s].audio.T.astype(np.float32) for s in sources}
-        complete = set(sources) >= {"vocals", "drums", "bass", "other"}
         tracks.append(EvalTrack(track.name, track.audio.T.astype(np.float32), refs, complete))
     return tracks
 

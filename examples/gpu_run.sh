@@ -27,14 +27,7 @@ stamp() { echo "[$(($(date +%s) - start)) s] $*"; }
 if [ -d "$WHEELS" ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" "$WHEELS"/*.whl || exit 1
     export PYTHONPATH=$WORK/site
-    if ! python3 -m pip install -q --no-index --no-deps --no-build-isolation -e .; then
-        # no build backend there: lay the package out by hand, entry points included
-        ln -sfn "$PWD/core" "$WORK/site/septool" && ln -sfn "$PWD/plugins" core/plugins && ln -sfn "$PWD/cli" core/cli
-        mkdir -p "$WORK/site/septool-0.dist-info"
-        printf 'Metadata-Version: 2.1\nName: septool\nVersion: 0\n' >"$WORK/site/septool-0.dist-info/METADATA"
-        { echo "[septool]"; sed -n '/^\[project.entry-points.septool\]/,/^$/p' pyproject.toml | grep = | tr -d '"'; } \
-            >"$WORK/site/septool-0.dist-info/entry_points.txt"
-    fi
+    python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . || exit 1
 fi
 if ! command -v ffprobe >/dev/null; then  # musdb's stempeg wants ffmpeg on import; WAV reading never calls it
     mkdir -p "$WORK/bin" && printf '#!/bin/sh\nexit 1\n' >"$WORK/bin/ffmpeg" && cp "$WORK/bin/ffmpeg" "$WORK/bin/ffprobe"
