@@ -172,10 +172,16 @@ def train(
     data: Annotated[list[str] | None, typer.Option(help="SOURCE=PATH, one database per source (repeat).")] = None,
     config: Annotated[Path | None, typer.Option(help="septool.toml with [train] and [data] tables.")] = None,
     sources: Annotated[str | None, typer.Option(help="Sources to train (default: those of the data).")] = None,
-    interleave: Annotated[bool, typer.Option(help="Algorithm 1: interleaved mini-batches (default).")] = False,
-    accumulate: Annotated[bool, typer.Option(help="With --interleave: Algorithm 2, encoder gradients summed.")] = False,
-    simultaneous: Annotated[bool, typer.Option(help="Baseline: one database, the four losses summed.")] = False,
-    independent: Annotated[bool, typer.Option(help="Baseline: one full network per source.")] = False,
+    interleave: Annotated[
+        bool, typer.Option("--interleave", help="Algorithm 1: interleaved mini-batches (the default procedure).")
+    ] = False,
+    accumulate: Annotated[
+        bool, typer.Option("--accumulate", help="With --interleave: Algorithm 2, encoder gradients summed.")
+    ] = False,
+    simultaneous: Annotated[
+        bool, typer.Option("--simultaneous", help="Baseline: one database, the four losses summed.")
+    ] = False,
+    independent: Annotated[bool, typer.Option("--independent", help="Baseline: one full network per source.")] = False,
     size: Annotated[str, typer.Option(help="encoder, encoder+ or tiny.")] = "encoder",
     epochs: Annotated[int, typer.Option(help="Most epochs.")] = 1000,
     patience: Annotated[int, typer.Option(help="Stop after this many epochs without validation gain.")] = 30,
