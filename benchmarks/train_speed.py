@@ -4,6 +4,7 @@ add-decoder step (frozen encoder), with and without the data loader, so a starve
 "Without the loader" reuses one batch already on the device; "with the loader" crops, augments
 and moves a fresh batch every step (as training does). The ratio of the two is the share of time
 the loader costs. Run: python benchmarks/train_speed.py [--musdb ROOT] [--device cuda]
+[--precision fp32 bf16] (several precisions: each step is measured in each, in the same run).
 """
 
 from __future__ import annotations
@@ -47,14 +48,14 @@ def rate(step, batch: int, seconds: float) -> float:
     return count * batch / (time.perf_counter() - start)
 
 
-def measure(procedure: str, root: Path, cache: AudioCache, out: Path, args) -> tuple[float, float, str]:
+def measure(procedure: str, precision: str, root: Path, cache: AudioCache, out: Path, args) -> tuple[float, float, str]:
     """Patches per second of one training step, batch already on the device / with the loader.
 
     ``frozen`` is the step of `septool add-decoder`: a new decoder on a frozen encoder.
     """
     frozen = procedure == "frozen"
     config = TrainConfig(procedure="interleaved" if frozen else procedure, size=args.size,
-                         batch_size=args.batch_size, device=args.device, precision=args.precision)  # fmt: skip
+                         batch_size=args.batch_size, device=args.device, precision=precision)  # fmt: skip
     dbs = from_musdb(root, SOURCES, procedure == "simultaneous", 0, 0.15, cache)
     base = None
     if frozen:
@@ -98,7 +99,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", default="encoder")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--precision", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16"])
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring time per figure")
     args = parser.parse_args()
     rows = {}
@@ -109,15 +110,17 @@ def main() -> None:
                   "simultaneous": "simultaneous step (encoder + 4 decoders)",
                   "frozen": "add-decoder step (frozen encoder, 1 decoder)"}  # fmt: skip
         for procedure, label in labels.items():
-            on_device, loaded, precision = measure(procedure, root, cache, Path(tmp) / procedure, args)
-            rows[f"{label}, batch on device"] = on_device
-            rows[f"{label}, with data loader"] = loaded
-    print(f"\n{args.size}, batch {args.batch_size}, {args.device}, precision {precision}, "
+            for asked in args.precision:
+                out = Path(tmp) / f"{procedure}-{asked}"
+                on_device, loaded, precision = measure(procedure, asked, root, cache, out, args)
+                rows[f"{label}, {precision}, batch on device"] = on_device
+                rows[f"{label}, {precision}, with data loader"] = loaded
+    print(f"\n{args.size}, batch {args.batch_size}, {args.device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
     baseline = next(iter(rows.values()))
-    print(f"{'step':66s} {'patches/s':>10s} {'vs first row':>13s}")
+    print(f"{'step':72s} {'patches/s':>10s} {'vs first row':>13s}")
     for name, value in rows.items():
-        print(f"{name:66s} {value:10.2f} {value / baseline:12.2f}x")
+        print(f"{name:72s} {value:10.2f} {value / baseline:12.2f}x")
 
 
 if __name__ == "__main__":

@@ -192,7 +192,7 @@ def train(
     max_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget.")] = None,
     seed: Annotated[int, typer.Option(help="Fixes initialization, splits and crops.")] = 0,
     device: Annotated[str, typer.Option("-d", "--device", help="cpu, cuda or mps.")] = "cpu",
-    precision: Annotated[str, typer.Option(help="auto (bf16 on GPU), fp32 or bf16.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 where fast: GPU, AMX CPUs), fp32 or bf16.")] = "auto",
     augment: Annotated[bool, typer.Option(help="Random scaling, panning and filtering.")] = True,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")] = False,
 ) -> None:
@@ -358,7 +358,7 @@ def add_decoder(
     max_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget.")] = None,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-4,
     device: Annotated[str, typer.Option("-d", "--device", help="cpu, cuda or mps.")] = "cpu",
-    precision: Annotated[str, typer.Option(help="auto (bf16 on GPU), fp32 or bf16.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 where fast: GPU, AMX CPUs), fp32 or bf16.")] = "auto",
     description: Annotated[str, typer.Option(help="One line for septool plugins.")] = "",
 ) -> None:
     """Add a source: train its decoder on the trained encoder and register it as a local plugin."""

@@ -282,3 +282,13 @@ def test_config_file_sets_training_options_and_databases(cli, tmp_path, monkeypa
     broken.write_text("[train\n")
     code, _, err = cli("train", "--config", broken, "-o", tmp_path / "m3")
     assert code != 0 and f"{broken}: cannot read config" in err and "Traceback" not in err
+
+
+def test_auto_precision_trains_in_bf16_exactly_where_separation_runs_in_bf16(toy, tmp_path, monkeypatch):
+    _, dbs, _ = toy
+    for fast, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr("septool.trainer.fast_bf16", lambda device, fast=fast: fast)
+        trainer = Trainer(tiny_config(precision="auto"), dbs, tmp_path / expected)
+        assert trainer.precision == expected
+        with trainer.autocast():
+            assert torch.is_autocast_enabled("cpu") == (expected == "bf16")
