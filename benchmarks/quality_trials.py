@@ -5,6 +5,8 @@
 Variants (all on top of the shipped separator's patches and overlap-add):
   plain     the estimated magnitudes with the mixture's phase (what `septool separate` does)
   softmask  each estimate as a share of the mixture: |X| * est_j / sum_k est_k
+  powermask the same with powers, as a Wiener gain: |X| * est_j^2 / sum_k est_k^2
+  clip      each estimate capped at the mixture's magnitude: min(est_j, |X|)
   wiener    Open-Unmix's multichannel Wiener filter, one EM iteration, on each patch
   swap      test-time channel swap: the mean of the estimates for L/R and for R/L swapped back
 A step is worth shipping only if it raises SDR on the held-out set (docs/model-card.md).
@@ -27,7 +29,7 @@ from septool.evaluate import evaluate_tracks, tracks_from_musdb, write_results
 from septool.separator import Separator
 from septool.spectral import BINS, PATCH_SAMPLES, model_magnitude, unit_phase, with_mixture_phase
 
-VARIANTS = ("plain", "softmask", "wiener", "swap")
+VARIANTS = ("plain", "softmask", "powermask", "clip", "wiener", "swap")
 
 
 def wiener_filter():
@@ -58,6 +60,11 @@ class TrialSeparator(Separator):
         if self.variant == "softmask":
             total = sum(estimates.values()) + 1e-8
             estimates = {s: magnitude * e / total for s, e in estimates.items()}
+        if self.variant == "powermask":
+            total = sum(e.square() for e in estimates.values()) + 1e-12
+            estimates = {s: magnitude * e.square() / total for s, e in estimates.items()}
+        if self.variant == "clip":
+            estimates = {s: torch.minimum(e, magnitude) for s, e in estimates.items()}
         phase = unit_phase(spec)
         if self.variant != "wiener":
             return {
