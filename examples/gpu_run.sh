@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# One GPU session of septool's training recipe: the paper's five configurations (Tables 2 and 3;
-# the encoder+ one is the shipped-model candidate) and the Open-Unmix peer, trained at once on one
-# GPU with the same wall-clock budget, from rendered songs carried as Opus stems.
+# One GPU session of septool's training recipe, from rendered songs carried as Opus stems, beside
+# the Open-Unmix peer trained at once on the same GPU with the same wall-clock budget.
+#   MODE=paper (default): the paper's five configurations (Tables 2 and 3); the encoder+ one is the
+#                         shipped-model candidate. Seven-way sharing: each run gets a sixth of the GPU.
+#   MODE=ship:            only the shipped-model candidate (encoder+, interleaved, learning rate LR,
+#                         default 1e-3) and the peer: two-way sharing, about three times the steps each.
 #
-#   examples/gpu_run.sh OUT_DIR   (env: BUDGET minutes, DEVICE, BATCH, BPE, WHEELS, PACKED, FIRST_PARTS)
+#   examples/gpu_run.sh OUT_DIR   (env: MODE, BUDGET minutes, LR, DEVICE, BATCH, BPE, WHEELS, PACKED, FIRST_PARTS)
 #
 # Before: python examples/carry_data.py pack /work/data/render carry/render   (40 MB for 52 min)
 # After:  OUT_DIR holds logs.tgz and the float16 models as a tar split into 15 MiB parts (parts.txt
 #         lists them; the first FIRST_PARTS are copied to OUT_DIR); `cat part_* | tar x`, then score:
-#         septool experiment paper --stage evaluate -o exp --eval-musdb RENDERED
+#         septool experiment paper --stage evaluate -o exp --eval-musdb RENDERED   (MODE=paper)
+#         septool evaluate --musdb RENDERED --model exp/encoder+                   (MODE=ship)
 #         python benchmarks/peer_openunmix.py evaluate umx --musdb RENDERED
 set -u
 OUT_DIR=${1:?usage: gpu_run.sh OUT_DIR}
+MODE=${MODE:-paper}
+case "$MODE" in paper | ship) ;; *) echo "MODE must be paper or ship, not $MODE" >&2; exit 2 ;; esac
 BUDGET=${BUDGET:-6}
+if [ "$MODE" = ship ]; then LR=${LR:-1e-3}; else LR=${LR:-2e-4}; fi  # paper: its 2e-4; ship: see docs/training.md
 DEVICE=${DEVICE:-cuda}
 BATCH=${BATCH:-16}
 BPE=${BPE:-40}
@@ -41,11 +48,19 @@ python3 -c "
 from pathlib import Path
 from septool.datasets import MUSDB_STEMS, AudioCache, from_musdb
 from_musdb(Path('$WORK/data'), list(MUSDB_STEMS), False, 0, 0.15, AudioCache())" || exit 1
-stamp "training for $BUDGET minutes"
-threads=$(( $(nproc) / 6 > 0 ? $(nproc) / 6 : 1 ))
-python3 -c "from septool.cli.app import main; main()" experiment paper --musdb "$WORK/data" --stage train --parallel \
-    --budget "$BUDGET" -d "$DEVICE" --precision bf16 --batch-size "$BATCH" --batches-per-epoch "$BPE" \
-    --valid-patches 128 -o "$WORK/exp" >"$OUT_DIR/experiment.log" 2>&1 &
+stamp "training ($MODE) for $BUDGET minutes"
+septool() { python3 -c "from septool.cli.app import main; main()" "$@"; }
+if [ "$MODE" = ship ]; then
+    threads=$(( $(nproc) / 2 ))
+    OMP_NUM_THREADS=$threads septool train --musdb "$WORK/data" --interleave --size encoder+ --max-minutes "$BUDGET" \
+        -d "$DEVICE" --precision bf16 --batch-size "$BATCH" --lr "$LR" --batches-per-epoch "$BPE" \
+        --valid-patches 128 -o "$WORK/exp/encoder+" >"$OUT_DIR/experiment.log" 2>&1 &
+else
+    threads=$(( $(nproc) / 6 > 0 ? $(nproc) / 6 : 1 ))
+    septool experiment paper --musdb "$WORK/data" --stage train --parallel --budget "$BUDGET" -d "$DEVICE" \
+        --precision bf16 --batch-size "$BATCH" --lr "$LR" --batches-per-epoch "$BPE" --valid-patches 128 \
+        -o "$WORK/exp" >"$OUT_DIR/experiment.log" 2>&1 &
+fi
 experiment=$!
 python3 benchmarks/peer_openunmix.py train "$WORK/umx" --musdb "$WORK/data" --minutes "$BUDGET" --device "$DEVICE" \
     --batch "$BATCH" --threads "$threads" --valid-every 10 >"$OUT_DIR/umx.log" 2>&1 &
