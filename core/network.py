@@ -105,19 +105,12 @@ class Decoder(nn.Module):
             c_in = widths[k] + encoder_widths[STAGES - 1 - k]
         self.last = conv_block(c_in, widths[STAGES], (3, 2), 1, 1)
         self.average = nn.Conv2d(widths[STAGES], channels, 1)
-        # The output ReLU's slope below zero in training mode (the trainer's ``output_slope``; 0 is
-        # the paper's ReLU). With a plain ReLU and an L1 loss a decoder can settle on zero for every
-        # bin and get no gradient to leave it; inference always uses the plain ReLU.
-        self.training_slope = 0.0
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         x = features[-1]
         for k, stage in enumerate(self.stages):
             x = torch.cat([stage(self.up(x)), features[STAGES - 1 - k]], dim=1)
-        out = self.average(self.last(x))
-        if self.training and self.training_slope > 0:
-            return nn.functional.leaky_relu(out, self.training_slope)
-        return torch.relu(out)
+        return torch.relu(self.average(self.last(x)))
 
 
 class SharedModel(nn.Module):

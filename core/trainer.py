@@ -59,7 +59,6 @@ class TrainConfig:
     precision: str = "auto"
     augment: bool = True
     max_minutes: float | None = None
-    output_slope: float = 0.0  # the decoders' output ReLU slope below zero while training (0: the paper's)
 
     def __post_init__(self) -> None:
         if self.procedure not in PROCEDURES:
@@ -67,8 +66,6 @@ class TrainConfig:
         if self.precision not in ("auto", "fp32", "bf16"):
             raise SeptoolError(f"unknown precision {self.precision!r}; choose auto, fp32 or bf16")
         ModelConfig.named(self.size)
-        if not 0 <= self.output_slope < 1:
-            raise SeptoolError(f"output slope must be in [0, 1), got {self.output_slope}")
         if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.valid_patches < 1:
             raise SeptoolError("batch size, epochs, patience and validation patches must be at least 1")
 
@@ -199,8 +196,6 @@ class Trainer:
                 key = group[0] if self.config.procedure == "independent" else "shared"
                 self.networks[key] = SharedModel(encoder, decoders)
         for net in self.networks.values():
-            for decoder in net.decoders.values():
-                decoder.training_slope = self.config.output_slope
             net.to(self.device, memory_format=torch.channels_last)  # about 1.5x faster convolutions on CPU
             self.dist.broadcast(net)
         lr = self.config.lr
@@ -493,7 +488,6 @@ class Trainer:
             "best_epoch": self.best["epoch"], "stopped": stopped, "patches_seen": self.patches_seen,
             "seconds": round(self.seconds, 1), "device": str(self.device), "precision": self.precision,
             "seed": self.config.seed, "batch_size": self.config.batch_size, "lr": self.config.lr,
-            "output_slope": self.config.output_slope,
             "data": self.dbs.origin, "world_size": self.dist.world,
         }  # fmt: skip
         if self.frozen:
