@@ -195,6 +195,7 @@ def train(
     precision: Annotated[str, typer.Option(help="auto (bf16 where fast: GPU, AMX CPUs), fp32 or bf16.")] = "auto",
     augment: Annotated[bool, typer.Option(help="Random scaling, panning and filtering.")] = True,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")] = False,
+    loss: Annotated[str, typer.Option(help="l1 (the paper's) or mse, on normalized magnitudes.")] = "l1",
 ) -> None:
     """Train the shared encoder and the decoders (the paper's four procedures)."""
     from rich.live import Live
@@ -207,7 +208,7 @@ def train(
     options = dict(
         procedure=procedure, size=size, batch_size=batch_size, lr=lr, max_epochs=epochs, patience=patience,
         batches_per_epoch=batches_per_epoch, valid_patches=valid_patches, seed=seed, device=device,
-        precision=precision, augment=augment, max_minutes=max_minutes,
+        precision=precision, augment=augment, max_minutes=max_minutes, loss=loss,
     )  # fmt: skip
     unknown = set(settings.get("train", {})) - set(options)
     if unknown:

@@ -42,6 +42,9 @@ PROCEDURES = ("interleaved", "interleaved-acc", "simultaneous", "independent")
 METRICS_FILE = "metrics.jsonl"
 
 
+LOSSES = {"l1": torch.nn.functional.l1_loss, "mse": torch.nn.functional.mse_loss}
+
+
 @dataclass
 class TrainConfig:
     """Training settings; the defaults are the paper's (§4.2) where it gives them."""
@@ -59,6 +62,7 @@ class TrainConfig:
     precision: str = "auto"
     augment: bool = True
     max_minutes: float | None = None
+    loss: str = "l1"  # the paper's L1 on normalized magnitudes, or mse (Open-Unmix's)
 
     def __post_init__(self) -> None:
         if self.procedure not in PROCEDURES:
@@ -66,6 +70,8 @@ class TrainConfig:
         if self.precision not in ("auto", "fp32", "bf16"):
             raise SeptoolError(f"unknown precision {self.precision!r}; choose auto, fp32 or bf16")
         ModelConfig.named(self.size)
+        if self.loss not in LOSSES:
+            raise SeptoolError(f"unknown loss {self.loss!r}; choose {', '.join(LOSSES)}")
         if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.valid_patches < 1:
             raise SeptoolError("batch size, epochs, patience and validation patches must be at least 1")
 
@@ -271,7 +277,7 @@ class Trainer:
                 with torch.no_grad():
                     features = encoder(x)
             estimate = self.decoder(source)(features if features is not None else encoder(x))
-        return torch.nn.functional.l1_loss(estimate.float(), y)
+        return LOSSES[self.config.loss](estimate.float(), y)
 
     def _step_source(self, source: str, mixture, target, step_encoder: bool) -> float:
         key = self.network_key(source)
@@ -488,6 +494,7 @@ class Trainer:
             "best_epoch": self.best["epoch"], "stopped": stopped, "patches_seen": self.patches_seen,
             "seconds": round(self.seconds, 1), "device": str(self.device), "precision": self.precision,
             "seed": self.config.seed, "batch_size": self.config.batch_size, "lr": self.config.lr,
+            "loss": self.config.loss,
             "data": self.dbs.origin, "world_size": self.dist.world,
         }  # fmt: skip
         if self.frozen:

@@ -6,7 +6,8 @@
 #   MODE=ship:            only the shipped-model candidate (encoder+, interleaved, learning rate LR,
 #                         default 1e-3) and the peer: two-way sharing, about three times the steps each.
 #
-#   examples/gpu_run.sh OUT_DIR   (env: MODE, BUDGET minutes, LR, DEVICE, BATCH, BPE, WHEELS, PACKED, FIRST_PARTS)
+#   examples/gpu_run.sh OUT_DIR   (env: MODE, BUDGET minutes, LR, LOSS (ship: l1 or mse), DEVICE, BATCH, BPE,
+#                                  WHEELS, PACKED, FIRST_PARTS)
 #
 # Before: python examples/carry_data.py pack /work/data/render carry/render   (40 MB for 52 min)
 # After:  OUT_DIR holds logs.tgz and the float16 models as a tar split into 15 MiB parts (parts.txt
@@ -53,8 +54,8 @@ septool() { python3 -c "from septool.cli.app import main; main()" "$@"; }
 if [ "$MODE" = ship ]; then
     threads=$(( $(nproc) / 2 ))
     OMP_NUM_THREADS=$threads septool train --musdb "$WORK/data" --interleave --size encoder+ --max-minutes "$BUDGET" \
-        -d "$DEVICE" --precision bf16 --batch-size "$BATCH" --lr "$LR" --batches-per-epoch "$BPE" \
-        --valid-patches 128 -o "$WORK/exp/encoder+" >"$OUT_DIR/experiment.log" 2>&1 &
+        -d "$DEVICE" --precision bf16 --batch-size "$BATCH" --lr "$LR" --loss "${LOSS:-l1}" \
+        --batches-per-epoch "$BPE" --valid-patches 128 -o "$WORK/exp/encoder+" >"$OUT_DIR/experiment.log" 2>&1 &
 else
     threads=$(( $(nproc) / 6 > 0 ? $(nproc) / 6 : 1 ))
     septool experiment paper --musdb "$WORK/data" --stage train --parallel --budget "$BUDGET" -d "$DEVICE" \

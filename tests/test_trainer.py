@@ -292,3 +292,19 @@ def test_auto_precision_trains_in_bf16_exactly_where_separation_runs_in_bf16(toy
         assert trainer.precision == expected
         with trainer.autocast():
             assert torch.is_autocast_enabled("cpu") == (expected == "bf16")
+
+
+def test_mse_loss_is_an_option_recorded_with_the_model(toy, tmp_path):
+    _, dbs, _ = toy
+    with pytest.raises(SeptoolError, match="unknown loss 'huber'"):
+        tiny_config(loss="huber")
+    trainer = Trainer(tiny_config(loss="mse", max_epochs=1, batches_per_epoch=1), dbs, tmp_path)
+    mixture, target = trainer._validation_sets()["low"]
+    with torch.no_grad():
+        mse = float(trainer._loss("low", mixture[:2], target[:2]))
+        trainer.config = tiny_config(loss="l1")
+        assert mse != pytest.approx(float(trainer._loss("low", mixture[:2], target[:2])))
+    trainer.config = tiny_config(loss="mse", max_epochs=1, batches_per_epoch=1)
+    trainer.run()
+    model = septool.load_model(tmp_path, ["low"], reg=_toy_registry())
+    assert model.encoder.metadata["provenance"]["loss"] == "mse"
