@@ -63,6 +63,15 @@ def fast_bf16(device: torch.device) -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16``; ``auto`` is bf16 where it is the fast path (separation and training alike)."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise SeptoolError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
+    if precision == "auto":
+        return "bf16" if fast_bf16(device) else "fp32"
+    return precision
+
+
 def transition_window(length: int) -> np.ndarray:
     """Triangular weights, never zero, so every sample is covered by a positive weight."""
     t = np.arange(length, dtype=np.float32)
@@ -100,10 +109,7 @@ class Separator:
             batch_size = 1 if self.device.type == "cpu" else 8
         if batch_size < 1:
             raise SeptoolError(f"batch size must be at least 1, got {batch_size}")
-        if precision not in ("auto", "fp32", "bf16"):
-            raise SeptoolError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
-        if precision == "auto":
-            precision = "bf16" if fast_bf16(self.device) else "fp32"
+        precision = resolve_precision(precision, self.device)
         if isinstance(model, torch.nn.Module):
             model = fold_batchnorm(model).to(self.device, memory_format=torch.channels_last)
         self.model = model

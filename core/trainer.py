@@ -34,7 +34,7 @@ from .checkpoint import CHECKPOINT_FILE, Checkpoint, save_checkpoint
 from .datasets import Databases
 from .errors import SeptoolError
 from .network import Decoder, Encoder, ModelConfig, SharedModel
-from .separator import fast_bf16, resolve_device
+from .separator import resolve_device, resolve_precision
 from .spectral import BINS, Spectrogram, model_magnitude
 from .store import ENCODER_FILE, StoredEncoder, decoder_file, save_decoder, save_encoder
 
@@ -156,9 +156,7 @@ class Trainer:
         self.sources = databases.sources
         self.device = resolve_device(config.device)
         self.dist = Distributed(self.device)
-        precision = config.precision
-        if precision == "auto":
-            precision = "bf16" if fast_bf16(self.device) else "fp32"
+        precision = resolve_precision(config.precision, self.device)
         self.autocast = (
             (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16))
             if precision == "bf16"

@@ -21,6 +21,7 @@ MODE=${MODE:-paper}
 case "$MODE" in paper | ship) ;; *) echo "MODE must be paper or ship, not $MODE" >&2; exit 2 ;; esac
 BUDGET=${BUDGET:-6}
 if [ "$MODE" = ship ]; then LR=${LR:-1e-3}; else LR=${LR:-2e-4}; fi  # paper: its 2e-4; ship: see docs/training.md
+LOSS=${LOSS:-l1}
 DEVICE=${DEVICE:-cuda}
 BATCH=${BATCH:-16}
 BPE=${BPE:-40}
@@ -54,7 +55,7 @@ septool() { python3 -c "from septool.cli.app import main; main()" "$@"; }
 if [ "$MODE" = ship ]; then
     threads=$(( $(nproc) / 2 ))
     OMP_NUM_THREADS=$threads septool train --musdb "$WORK/data" --interleave --size encoder+ --max-minutes "$BUDGET" \
-        -d "$DEVICE" --precision bf16 --batch-size "$BATCH" --lr "$LR" --loss "${LOSS:-l1}" \
+        -d "$DEVICE" --precision bf16 --batch-size "$BATCH" --lr "$LR" --loss "$LOSS" \
         --batches-per-epoch "$BPE" --valid-patches 128 -o "$WORK/exp/encoder+" >"$OUT_DIR/experiment.log" 2>&1 &
 else
     threads=$(( $(nproc) / 6 > 0 ? $(nproc) / 6 : 1 ))
