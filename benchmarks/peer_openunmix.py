@@ -3,16 +3,17 @@
     python benchmarks/peer_openunmix.py train OUT --musdb ROOT [--minutes 8] [--device cuda]
     python benchmarks/peer_openunmix.py evaluate OUT --musdb ROOT [--subset test] [-o results]
 
-Four ``openunmix.model.OpenUnmix`` networks (umxhq size: hidden 512, n_fft 4096, hop 1024,
-16 kHz bandwidth), one per source, as Open-Unmix trains them. What is shared with septool's
-recipe: the databases (the same MUSDB-layout folder, the same per-source train/validation
-splits, seed 0), the augmentations (septool's gain, pan and shelf filters, applied to target and
-rest), the device, bf16 autocast on CUDA, and the wall-clock budget; each step trains one source's
-network, the sources taking turns. What is Open-Unmix's own: its loss (MSE on magnitudes), its
-optimizer (Adam, lr 1e-3, weight decay 1e-5), 6 s excerpts, batch 16, input statistics from
-the training mixtures, and the best validation state per source. Evaluation separates with
-Open-Unmix's own Separator (multichannel Wiener filter, one iteration, its default) and scores
-with septool's evaluation path (museval, the paper's protocol), so the tables compare directly.
+Four ``openunmix.model.OpenUnmix`` networks (umxhq size: hidden 512, n_fft 4096, hop 1024, 16
+kHz bandwidth), one per source, as Open-Unmix trains them. What is shared with septool's recipe:
+the databases (the same MUSDB-layout folder, the same per-source train/validation splits, seed
+0), the augmentations (septool's gain, pan and shelf filters, applied to target and rest), the
+device, bf16 autocast where septool uses it (CUDA, AMX CPUs), and the wall-clock budget; each
+step trains one source's network, the sources taking turns. What is Open-Unmix's own: its loss
+(MSE on magnitudes), its optimizer (Adam, lr 1e-3, weight decay 1e-5), 6 s excerpts, batch 16,
+input statistics from the training mixtures, and the best validation state per source.
+Evaluation separates with Open-Unmix's own Separator (multichannel Wiener filter, one iteration,
+its default) and scores with septool's evaluation path (museval, the paper's protocol), so the
+tables compare directly.
 
 Open-Unmix's transforms import torchaudio; where torchaudio cannot load beside torch (this CPU
 machine), a stub module stands in, since only its I/O uses it.
@@ -34,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from septool.augment import Augmentation
 from septool.datasets import INT16, MUSDB_STEMS, AudioCache, SourceDatabase, from_musdb
 from septool.evaluate import evaluate_tracks, tracks_from_musdb, write_results
+from septool.separator import resolve_precision
 
 RATE = 44100
 N_FFT, HOP, MAX_BIN, HIDDEN = 4096, 1024, 1487, 512  # umxhq: bandwidth 16 kHz -> 1487 bins
@@ -111,7 +113,7 @@ def input_statistics(excerpts: dict[str, Excerpts], magnitude: Magnitude, device
 
 
 def train(out: Path, musdb: Path, minutes: float, device: str, batch: int, seed: int, valid_every: int,
-          threads: int | None) -> None:  # fmt: skip
+          threads: int | None, init: Path | None) -> None:  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)
@@ -121,12 +123,15 @@ def train(out: Path, musdb: Path, minutes: float, device: str, batch: int, seed:
     augment = Augmentation()
     train_sets = {s: Excerpts(dbs.train[s], augment, dev) for s in MUSDB_STEMS}
     magnitude = Magnitude().to(dev)
-    mean, scale = input_statistics(train_sets, magnitude, dev)
-    nets = {s: new_network(mean, scale).to(dev) for s in MUSDB_STEMS}
+    if init is not None:  # fine-tuning keeps the input statistics the networks were trained with
+        nets = {s: load_network(init / f"{s}.safetensors").to(dev) for s in MUSDB_STEMS}
+    else:
+        mean, scale = input_statistics(train_sets, magnitude, dev)
+        nets = {s: new_network(mean, scale).to(dev) for s in MUSDB_STEMS}
     opts = {s: torch.optim.Adam(n.parameters(), lr=1e-3, weight_decay=1e-5) for s, n in nets.items()}
     valid_rng = np.random.default_rng([seed, 11])
     valid = {s: Excerpts(dbs.valid[s], None, dev).sample(valid_rng, 16) for s in MUSDB_STEMS}
-    bf16 = dev.type == "cuda"
+    bf16 = resolve_precision("auto", dev) == "bf16"  # septool's rule: CUDA and AMX CPUs
     best = {s: (float("inf"), None) for s in MUSDB_STEMS}
     history, steps, patches, rng = [], 0, 0, np.random.default_rng([seed, 1])
     started = time.perf_counter()
@@ -137,6 +142,21 @@ def train(out: Path, musdb: Path, minutes: float, device: str, batch: int, seed:
             estimate = nets[source](x)
         return torch.nn.functional.mse_loss(estimate.float(), y)
 
+    def validate() -> None:
+        record = {"steps": steps, "seconds": round(time.perf_counter() - started, 1), "valid": {}}
+        for source in MUSDB_STEMS:
+            nets[source].eval()
+            with torch.no_grad():
+                value = float(loss_of(source, *valid[source]))
+            record["valid"][source] = value
+            if value < best[source][0]:
+                state = {k: v.detach().float().cpu().clone() for k, v in nets[source].state_dict().items()}
+                best[source] = (value, state)
+        history.append(record)
+        print(json.dumps(record), flush=True)
+
+    if init is not None:
+        validate()  # the networks started from compete for "best", as in septool's fine-tuning
     while time.perf_counter() - started < 60 * minutes:
         for source in MUSDB_STEMS:
             nets[source].train()
@@ -148,17 +168,7 @@ def train(out: Path, musdb: Path, minutes: float, device: str, batch: int, seed:
             patches += batch
         steps += 1
         if steps % valid_every == 0:
-            record = {"steps": steps, "seconds": round(time.perf_counter() - started, 1), "valid": {}}
-            for source in MUSDB_STEMS:
-                nets[source].eval()
-                with torch.no_grad():
-                    value = float(loss_of(source, *valid[source]))
-                record["valid"][source] = value
-                if value < best[source][0]:
-                    state = {k: v.detach().float().cpu().clone() for k, v in nets[source].state_dict().items()}
-                    best[source] = (value, state)
-            history.append(record)
-            print(json.dumps(record), flush=True)
+            validate()
     seconds = time.perf_counter() - started
     for source in MUSDB_STEMS:
         state = best[source][1] or {k: v.detach().float().cpu() for k, v in nets[source].state_dict().items()}
@@ -167,19 +177,24 @@ def train(out: Path, musdb: Path, minutes: float, device: str, batch: int, seed:
         "architecture": "openunmix.model.OpenUnmix (umxhq size)", "device": str(dev), "bf16": bf16,
         "seconds": round(seconds, 1), "rounds": steps, "patches_seen": patches, "batch": batch,
         "excerpt_seconds": SEQ_SAMPLES / RATE, "best_valid_mse": {s: best[s][0] for s in MUSDB_STEMS},
+        "init": str(init) if init else None,
         "parameters": sum(p.numel() for n in nets.values() for p in n.parameters()), "history": history,
     }  # fmt: skip
     (out / "training.json").write_text(json.dumps(meta, indent=1))
     print(f"trained {steps} rounds, {patches} excerpts in {seconds:.0f} s -> {out}")
 
 
+def load_network(path: Path) -> torch.nn.Module:
+    net = new_network()
+    net.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    return net
+
+
 def load_separator(folder: Path, niter: int, device: str) -> torch.nn.Module:
     umx = openunmix()
     nets = {}
     for source in MUSDB_STEMS:
-        net = new_network()
-        net.load_state_dict({k: v.float() for k, v in load_file(str(folder / f"{source}.safetensors")).items()})
-        nets[source] = net.eval()
+        nets[source] = load_network(folder / f"{source}.safetensors").eval()
     separator = umx.model.Separator(nets, niter=niter, n_fft=N_FFT, n_hop=HOP, nb_channels=2, sample_rate=RATE)
     return separator.to(device).eval()
 
@@ -211,13 +226,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (others share the machine)")
     parser.add_argument("--valid-every", type=int, default=25, help="rounds between validations")
+    parser.add_argument("--init", type=Path, default=None, help="start from these four networks (fine-tuning)")
     parser.add_argument("--subset", default="test")
     parser.add_argument("--niter", type=int, default=1, help="Wiener iterations (Open-Unmix's default: 1)")
     parser.add_argument("-o", "--out", type=Path, default=Path("results-openunmix"))
     parser.add_argument("-j", "--jobs", type=int, default=1, help="tracks scored in parallel")
     args = parser.parse_args()
     if args.action == "train":
-        train(args.folder, args.musdb, args.minutes, args.device, args.batch, args.seed, args.valid_every, args.threads)
+        train(
+            args.folder,
+            args.musdb,
+            args.minutes,
+            args.device,
+            args.batch,
+            args.seed,
+            args.valid_every,
+            args.threads,
+            args.init,
+        )
     else:
         evaluate(args.folder, args.musdb, args.subset, args.out, args.niter, args.device, args.jobs)
 

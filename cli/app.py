@@ -196,6 +196,10 @@ def train(
     augment: Annotated[bool, typer.Option(help="Random scaling, panning and filtering.")] = True,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")] = False,
     loss: Annotated[str, typer.Option(help="l1 (the paper's) or mse, on normalized magnitudes.")] = "l1",
+    init: Annotated[
+        Path | None,
+        typer.Option(help="Start from this model directory's weights (fine-tuning) instead of random ones."),
+    ] = None,
 ) -> None:
     """Train the shared encoder and the decoders (the paper's four procedures)."""
     from rich.live import Live
@@ -215,6 +219,7 @@ def train(
         raise septool.SeptoolError(f"{config}: unknown [train] option(s) {', '.join(sorted(unknown))}")
     options |= settings.get("train", {})
     databases = {k: str(v) for k, v in settings.get("data", {}).items()} | parse_data(data)
+    loss_name = str(options["loss"]).upper()
     status = {"text": "checking databases..."}
 
     def render():
@@ -226,7 +231,7 @@ def train(
         if "epoch_done" in event:
             rec = event["epoch_done"]
             cells = "  ".join(f"{s} {rec['train'][s]:.4f}/{rec['valid'][s]:.4f}" for s in rec["valid"])
-            out.print(f"epoch {rec['epoch']:4d}  train/valid L1  {cells}  ({rec['seconds']:.0f} s)")
+            out.print(f"epoch {rec['epoch']:4d}  train/valid {loss_name}  {cells}  ({rec['seconds']:.0f} s)")
             return
         losses = "  ".join(f"{s} {v:.4f}" for s, v in event["loss"].items())
         status["text"] = f"epoch {event['epoch']}  batch {event['step']}/{event['steps']}  {losses}"
@@ -241,10 +246,12 @@ def train(
             config=septool.TrainConfig(**options),
             resume=resume,
             progress=progress,
+            init=init,
         )
     out.print(
         f"{result.stopped} after {result.epochs} epochs ({result.seconds:.0f} s, {result.patches_seen} patches); "
-        f"best validation L1 {result.best_loss:.4f} at epoch {result.best_epoch}; model written to {result.model_dir}"
+        f"best validation {loss_name} {result.best_loss:.3f} of silence's at epoch {result.best_epoch}; "
+        f"model written to {result.model_dir}"
     )
 
 

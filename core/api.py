@@ -14,7 +14,7 @@ from . import audio as audio_io
 from .datasets import MUSDB_STEMS, AudioCache, from_folders, from_musdb
 from .errors import SeptoolError
 from .evaluate import Results, evaluate_tracks, oracle, tracks_from_musdb, tracks_from_pairs, write_results
-from .network import SharedModel
+from .network import ModelConfig, SharedModel
 from .plugin_manager import Registry, registry
 from .plugin_manager import reset as reset_plugins
 from .separator import Separator
@@ -238,16 +238,20 @@ def train(
     valid_fraction: float = 0.15,
     progress: Callable[[dict], None] | None = None,
     cache: str | os.PathLike | None = None,
+    init: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train a model directory from MUSDB18 (``musdb``) or one database per source (``data``).
 
     Every database is checked before training starts. With ``musdb``, the sources' independent
     databases are derived as in the paper (§4.2); the simultaneous procedure uses its tracks
     with all targets. Each source must be registered by a plugin whose dataset spec accepts
-    the database's format.
+    the database's format. ``init``: start from a trained model directory's encoder and decoders
+    (fine-tuning; its size must be ``config.size``) instead of random weights.
     """
     config = config or TrainConfig()
     reg = registry()
+    if init is not None and config.procedure == "independent":
+        raise SeptoolError("--init starts from one shared model; the independent procedure has none")
     if (musdb is None) == (not data):
         raise SeptoolError("give either a MUSDB18 folder (--musdb) or one database per source (--data SOURCE=PATH)")
     chosen = list(sources) if sources else (list(data) if data else [s for s in MUSDB_STEMS if s in reg.sources])
@@ -277,7 +281,13 @@ def train(
             audio_cache,
         )
     widths = {s: spec.decoder_widths for s, spec in specs.items() if spec.decoder_widths}
-    return Trainer(config, dbs, Path(out_dir), progress, decoder_widths=widths).run(resume=resume)
+    base = None
+    if init is not None:
+        start = load_model(init, chosen, reg)
+        if start.encoder.encoder.widths != ModelConfig.named(config.size).encoder_widths:
+            raise SeptoolError(f"{init}: its encoder is not of size {config.size!r}; pass its size with --size")
+        base = (start.encoder, dict(start.model.decoders))
+    return Trainer(config, dbs, Path(out_dir), progress, base=base, decoder_widths=widths).run(resume=resume)
 
 
 def evaluate(

@@ -81,7 +81,7 @@ class TrainResult:
     model_dir: Path
     epochs: int
     best_epoch: int
-    best_loss: float
+    best_loss: float  # the selection measure: mean over sources of validation loss / silence's loss
     stopped: str
     history: list[dict] = field(default_factory=list)
     encoder_steps: int = 0
@@ -362,6 +362,22 @@ class Trainer:
             losses[source] = sum(values) / mixture.shape[0]
         return losses
 
+    def _silence_losses(self) -> dict[str, float]:
+        """Each source's validation loss for an all-zero estimate: the scale its losses are read on.
+
+        Sources differ in loudness, and under MSE by an order of magnitude (drums' transients), so
+        the mean of raw losses would pick epochs for the loudest source alone."""
+        silence = {}
+        with torch.no_grad():
+            for source, (_, target) in self.valid_sets.items():
+                y = self._magnitudes(target, self.encoder(source))
+                silence[source] = max(float(LOSSES[self.config.loss](torch.zeros_like(y), y)), 1e-12)
+        return silence
+
+    def relative(self, losses: dict[str, float]) -> float:
+        """Mean over sources of the validation loss as a fraction of silence's (1.0: no better)."""
+        return float(np.mean([losses[s] / self.silence[s] for s in losses]))
+
     def _report(self, step: int, steps: int, sums: dict[str, float]) -> None:
         if self.progress and self.dist.main:
             self.progress(
@@ -429,8 +445,13 @@ class Trainer:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 (self.out_dir / METRICS_FILE).unlink(missing_ok=True)
         self.valid_sets = self._validation_sets()
+        self.silence = self._silence_losses()
         if self.base is not None and not resume:
             self.initial_valid = self.validate()  # what the trained model scores before transfer
+            if set(self.sources) <= set(self.base[1]):
+                # fine-tuning a whole model: epoch 0 is the model we started from, so training
+                # never writes one that validates worse (a new decoder has no epoch 0 to keep)
+                self.best = {"loss": self.relative(self.initial_valid), "epoch": 0, "state": self._snapshot()}
         stopped = "max epochs"
         started = time.perf_counter() - self.seconds
         try:
@@ -444,15 +465,15 @@ class Trainer:
                 self.epoch += 1
                 train_losses = self._train_epoch()
                 valid_losses = self.validate()
-                mean_valid = float(np.mean(list(valid_losses.values())))
+                relative = self.relative(valid_losses)
                 self.seconds = time.perf_counter() - started
-                if mean_valid < self.best["loss"]:
-                    self.best = {"loss": mean_valid, "epoch": self.epoch, "state": self._snapshot()}
+                if relative < self.best["loss"]:
+                    self.best = {"loss": relative, "epoch": self.epoch, "state": self._snapshot()}
                     self.bad_epochs = 0
                 else:
                     self.bad_epochs += 1
                 record = {
-                    "epoch": self.epoch, "train": train_losses, "valid": valid_losses, "valid_mean": mean_valid,
+                    "epoch": self.epoch, "train": train_losses, "valid": valid_losses, "valid_relative": relative,
                     "seconds": round(self.seconds, 2), "patches_seen": self.patches_seen,
                     "encoder_steps": self.encoder_steps,
                 }  # fmt: skip
@@ -486,7 +507,7 @@ class Trainer:
         )  # fmt: skip
 
     def _write_model(self, stopped: str) -> None:
-        scores = self.history[self.best["epoch"] - 1]["valid"] if self.best["epoch"] else {}
+        scores = self.history[self.best["epoch"] - 1]["valid"] if self.best["epoch"] else self.initial_valid
         provenance = {
             "procedure": self.config.procedure, "size": self.config.size, "epochs": self.epoch,
             "best_epoch": self.best["epoch"], "stopped": stopped, "patches_seen": self.patches_seen,
@@ -495,6 +516,8 @@ class Trainer:
             "loss": self.config.loss,
             "data": self.dbs.origin, "world_size": self.dist.world,
         }  # fmt: skip
+        if self.base is not None:  # fine-tuned or extended: the encoder it started from
+            provenance["started_from"] = self.base[0].fingerprint
         if self.frozen:
             provenance["encoder"] = "frozen"
         for key, net in self.networks.items():
@@ -506,7 +529,7 @@ class Trainer:
                 else save_encoder(folder / ENCODER_FILE, net.encoder, provenance)
             )
             for source, decoder in net.decoders.items():
-                score = {"valid_l1": scores.get(source)}
+                score = {"valid_loss": scores.get(source), "silence_loss": self.silence.get(source)}
                 save_decoder(folder / decoder_file(source), source, decoder, fp, net.encoder.widths, provenance, score)
 
 

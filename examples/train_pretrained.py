@@ -59,7 +59,7 @@ def main() -> None:
             print(f"epoch {record['epoch']} valid {record['valid']} ({record['seconds']:.0f} s)", flush=True)
 
     result = septool.train(args.work / "model", musdb=render, config=config, resume=args.resume, progress=progress)
-    print(f"{result.stopped}: {result.epochs} epochs, best {result.best_loss:.4f} at {result.best_epoch}")
+    print(f"{result.stopped}: {result.epochs} epochs, best {result.best_loss:.3f} (of silence) at {result.best_epoch}")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ import torch
 
 import septool
 from septool import SeptoolError, TrainConfig
-from septool.datasets import AudioCache, from_folders
-from septool.store import load_encoder
+from septool.datasets import MUSDB_STEMS, AudioCache, from_folders
+from septool.store import load_decoder, load_encoder
 from septool.trainer import Trainer
 
 RATE = 44100
@@ -88,8 +88,8 @@ def test_training_separates_a_toy_problem(toy, tmp_path, procedure):
     root, dbs, test = toy
     trainer = Trainer(tiny_config(procedure=procedure, max_epochs=20), dbs, tmp_path)
     result = trainer.run()
-    first, best = result.history[0]["valid_mean"], result.best_loss
-    assert best < 0.6 * first, f"validation L1 {first:.3f} -> {best:.3f}"
+    first, best = result.history[0]["valid_relative"], result.best_loss
+    assert best < 0.6 * first, f"validation L1 (of silence's) {first:.3f} -> {best:.3f}"
     model = septool.load_model(tmp_path, ["low", "high"], reg=_toy_registry())
     mixture = np.stack([test["low"] + test["high"]] * 2).astype(np.float32)
     estimates = septool.Separator(model.model, ["low", "high"]).separate(mixture)
@@ -204,6 +204,24 @@ def test_cli_trains_on_musdb_sample_and_separates(cli, tmp_path, monkeypatch):
     assert code == 0, err
     assert len(list((tmp_path / "sep" / "mixture").glob("*.wav"))) == 4
 
+    # fine-tuning starts from the model's weights and never writes one that validates worse:
+    # at a learning rate this large every epoch is worse, so the model started from is written
+    tuned = tmp_path / "tuned"
+    code, out, err = cli(
+        "train", "--musdb", SAMPLE, "--size", "tiny", "--epochs", "1", "--batch-size", "2", "--valid-patches", "2",
+        "--lr", "10", "--init", model, "-o", tuned,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "at epoch 0" in out
+    started_from = load_encoder(model / "encoder.safetensors").fingerprint
+    assert load_encoder(tuned / "encoder.safetensors").metadata["provenance"]["started_from"] == started_from
+    for name in ("encoder", *MUSDB_STEMS):
+        a = _tensors((model / f"{name}.safetensors").read_bytes())
+        b = _tensors((tuned / f"{name}.safetensors").read_bytes())
+        assert a == b, name
+    code, out, err = cli("train", "--musdb", SAMPLE, "--size", "encoder", "--init", model, "-o", tmp_path / "bad")
+    assert code == 1 and f"{model}: its encoder is not of size 'encoder'" in err
+
 
 def test_every_bad_file_of_a_database_is_named(tmp_path):
     root = tmp_path / "db"
@@ -304,6 +322,18 @@ def test_mse_loss_is_an_option_recorded_with_the_model(toy, tmp_path):
     with torch.no_grad():
         mse = float(trainer._loss("low", mixture[:2], target[:2]))
         assert mse != pytest.approx(float(l1._loss("low", mixture[:2], target[:2])))
-    trainer.run()
+    result = trainer.run()
     model = septool.load_model(tmp_path, ["low"], reg=_toy_registry())
     assert model.encoder.metadata["provenance"]["loss"] == "mse"
+
+    # epochs are chosen by each source's loss as a fraction of silence's, so that the loudest
+    # source (under MSE, by far) does not choose alone
+    for source, (_, target) in trainer.valid_sets.items():
+        with torch.no_grad():
+            y = trainer._magnitudes(target, trainer.encoder(source)).float()
+        assert trainer.silence[source] == pytest.approx(float((y**2).mean()), rel=1e-5)
+    record = result.history[0]
+    ratios = [record["valid"][s] / trainer.silence[s] for s in ("low", "high")]
+    assert record["valid_relative"] == pytest.approx(np.mean(ratios)) == pytest.approx(result.best_loss)
+    scores = load_decoder(tmp_path / "high.safetensors", model.encoder).metadata["scores"]
+    assert scores == {"valid_loss": pytest.approx(record["valid"]["high"]), "silence_loss": trainer.silence["high"]}
