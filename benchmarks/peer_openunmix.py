@@ -9,7 +9,7 @@ the databases (the same MUSDB-layout folder, the same per-source train/validatio
 0), the augmentations (septool's gain, pan and shelf filters, applied to target and rest), the
 device, bf16 autocast where septool uses it (CUDA, AMX CPUs), and the wall-clock budget; each
 step trains one source's network, the sources taking turns. What is Open-Unmix's own: its loss
-(MSE on magnitudes), its optimizer (Adam, lr 1e-3, weight decay 1e-5), 6 s excerpts, batch 16,
+(MSE on magnitudes), its optimizer (Adam, lr 1e-3 by default, weight decay 1e-5), 6 s excerpts, batch 16,
 input statistics from the training mixtures, and the best validation state per source.
 Evaluation separates with Open-Unmix's own Separator (multichannel Wiener filter, one iteration,
 its default) and scores with septool's evaluation path (museval, the paper's protocol), so the
@@ -113,7 +113,7 @@ def input_statistics(excerpts: dict[str, Excerpts], magnitude: Magnitude, device
 
 
 def train(out: Path, musdb: Path, minutes: float, device: str, batch: int, seed: int, valid_every: int,
-          threads: int | None, init: Path | None) -> None:  # fmt: skip
+          threads: int | None, init: Path | None, lr: float) -> None:  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)
@@ -128,7 +128,7 @@ def train(out: Path, musdb: Path, minutes: float, device: str, batch: int, seed:
     else:
         mean, scale = input_statistics(train_sets, magnitude, dev)
         nets = {s: new_network(mean, scale).to(dev) for s in MUSDB_STEMS}
-    opts = {s: torch.optim.Adam(n.parameters(), lr=1e-3, weight_decay=1e-5) for s, n in nets.items()}
+    opts = {s: torch.optim.Adam(n.parameters(), lr=lr, weight_decay=1e-5) for s, n in nets.items()}
     valid_rng = np.random.default_rng([seed, 11])
     valid = {s: Excerpts(dbs.valid[s], None, dev).sample(valid_rng, 16) for s in MUSDB_STEMS}
     bf16 = resolve_precision("auto", dev) == "bf16"  # septool's rule: CUDA and AMX CPUs
@@ -177,7 +177,7 @@ def train(out: Path, musdb: Path, minutes: float, device: str, batch: int, seed:
         "architecture": "openunmix.model.OpenUnmix (umxhq size)", "device": str(dev), "bf16": bf16,
         "seconds": round(seconds, 1), "rounds": steps, "patches_seen": patches, "batch": batch,
         "excerpt_seconds": SEQ_SAMPLES / RATE, "best_valid_mse": {s: best[s][0] for s in MUSDB_STEMS},
-        "init": str(init) if init else None,
+        "init": str(init) if init else None, "lr": lr,
         "parameters": sum(p.numel() for n in nets.values() for p in n.parameters()), "history": history,
     }  # fmt: skip
     (out / "training.json").write_text(json.dumps(meta, indent=1))
@@ -227,6 +227,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (others share the machine)")
     parser.add_argument("--valid-every", type=int, default=25, help="rounds between validations")
     parser.add_argument("--init", type=Path, default=None, help="start from these four networks (fine-tuning)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (Open-Unmix's: 1e-3)")
     parser.add_argument("--subset", default="test")
     parser.add_argument("--niter", type=int, default=1, help="Wiener iterations (Open-Unmix's default: 1)")
     parser.add_argument("-o", "--out", type=Path, default=Path("results-openunmix"))
@@ -243,6 +244,7 @@ def main() -> None:
             args.valid_every,
             args.threads,
             args.init,
+            args.lr,
         )
     else:
         evaluate(args.folder, args.musdb, args.subset, args.out, args.niter, args.device, args.jobs)

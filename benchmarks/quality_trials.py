@@ -7,6 +7,8 @@ Variants (all on top of the shipped separator's patches and overlap-add):
   softmask  each estimate as a share of the mixture: |X| * est_j / sum_k est_k
   powermask the same with powers, as a Wiener gain: |X| * est_j^2 / sum_k est_k^2
   clip      each estimate capped at the mixture's magnitude: min(est_j, |X|)
+  sumcap    the estimates scaled down where their sum exceeds the mixture, never up:
+            est_j * min(1, |X| / sum_k est_k)
   wiener    Open-Unmix's multichannel Wiener filter, one EM iteration, on each patch
   swap      test-time channel swap: the mean of the estimates for L/R and for R/L swapped back
 A step is worth shipping only if it raises SDR on the held-out set (docs/model-card.md).
@@ -29,7 +31,7 @@ from septool.evaluate import evaluate_tracks, tracks_from_musdb, write_results
 from septool.separator import Separator
 from septool.spectral import BINS, PATCH_SAMPLES, model_magnitude, unit_phase, with_mixture_phase
 
-VARIANTS = ("plain", "softmask", "powermask", "clip", "wiener", "swap")
+VARIANTS = ("plain", "softmask", "powermask", "clip", "sumcap", "wiener", "swap")
 
 
 def wiener_filter():
@@ -63,6 +65,9 @@ class TrialSeparator(Separator):
         if self.variant == "powermask":
             total = sum(e.square() for e in estimates.values()) + 1e-12
             estimates = {s: magnitude * e.square() / total for s, e in estimates.items()}
+        if self.variant == "sumcap":
+            scale = torch.clamp(magnitude / (sum(estimates.values()) + 1e-8), max=1)
+            estimates = {s: e * scale for s, e in estimates.items()}
         if self.variant == "clip":
             estimates = {s: torch.minimum(e, magnitude) for s, e in estimates.items()}
         phase = unit_phase(spec)
@@ -90,6 +95,7 @@ def main() -> None:
     parser.add_argument("--musdb", type=Path, required=True)
     parser.add_argument("--subset", default="test")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--overlap", type=float, default=0.25, help="patch overlap (the separator's default: 0.25)")
     parser.add_argument("-j", "--jobs", type=int, default=1)
     parser.add_argument("-o", "--out", type=Path, default=Path("results-trials"))
     args = parser.parse_args()
@@ -97,7 +103,9 @@ def main() -> None:
     tracks = tracks_from_musdb(args.musdb, args.subset, loaded.sources)
     table = {}
     for variant in args.variants:
-        separator = TrialSeparator(loaded.model, loaded.sources, precision="fp32", variant=variant)
+        separator = TrialSeparator(
+            loaded.model, loaded.sources, precision="fp32", overlap=args.overlap, variant=variant
+        )
         results = evaluate_tracks(tracks, lambda t, sep=separator: sep.separate(t.mixture), args.jobs)
         write_results(results, args.out / variant, f"{args.model} ({variant})")
         table[variant] = {s: m["SDR"] for s, m in results.summary().items()}
