@@ -367,6 +367,7 @@ def add_decoder(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-4,
     device: Annotated[str, typer.Option("-d", "--device", help="cpu, cuda or mps.")] = "cpu",
     precision: Annotated[str, typer.Option(help="auto (bf16 where fast: GPU, AMX CPUs), fp32 or bf16.")] = "auto",
+    loss: Annotated[str, typer.Option(help="l1 (the paper's) or mse, on normalized magnitudes.")] = "l1",
     description: Annotated[str, typer.Option(help="One line for septool plugins.")] = "",
 ) -> None:
     """Add a source: train its decoder on the trained encoder and register it as a local plugin."""
@@ -375,13 +376,13 @@ def add_decoder(
         raise septool.SeptoolError(f"give the {name} database once as --data PATH (others as --data SOURCE=PATH)")
     config = septool.TrainConfig(max_epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
                                  batches_per_epoch=batches_per_epoch, max_minutes=max_minutes, device=device,
-                                 precision=precision)  # fmt: skip
+                                 precision=precision, loss=loss)  # fmt: skip
 
     def progress(event: dict) -> None:
         if "epoch_done" in event:
             rec = event["epoch_done"]
             cells = "  ".join(f"{s} {rec['valid'][s]:.4f}" for s in rec["valid"])
-            out.print(f"epoch {rec['epoch']:4d}  validation L1  {cells}  ({rec['seconds']:.0f} s)")
+            out.print(f"epoch {rec['epoch']:4d}  validation {loss.upper()}  {cells}  ({rec['seconds']:.0f} s)")
 
     added = septool.add_decoder(
         name, own[0], encoder, model, parse_data([d for d in data if "=" in d]), force, out_dir, config,
@@ -396,7 +397,7 @@ def add_decoder(
             if added.training.best_epoch
             else before
         )
-        out.print(f"  {source}: validation L1 {before:.4f} before, {after:.4f} after")
+        out.print(f"  {source}: validation {loss.upper()} {before:.4f} before, {after:.4f} after")
     hint = f"--model {added.model_dir} " if added.model_dir else ""
     out.print(f"try: septool separate song.wav {hint}--sources {name}")
 

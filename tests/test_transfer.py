@@ -1,4 +1,5 @@
 import hashlib
+import json
 import sys
 
 import numpy as np
@@ -158,3 +159,18 @@ def test_new_plugin_package_installs_and_uninstalls(home, base_model, tmp_path, 
     plugin_manager.reset()
     code, out, err = cli("plugins")
     assert "guitar" not in out
+
+
+def test_add_decoder_command_trains_with_the_loss_asked_for(home, base_model, tmp_path, cli):
+    db = guitar_db(tmp_path / "db")
+    args = ["add-decoder", "guitar", "--data", db, "--model", base_model, "--epochs", "2", "--batch-size", "4"]
+    code, out, err = cli(*args, "--batches-per-epoch", "2", "--lr", "1e-3", "--loss", "mse")
+    assert code == 0, err
+    assert "validation MSE" in out and "validation L1" not in out
+    written = list(home.rglob("guitar.safetensors"))  # the training run's and the plugin's copy
+    assert written
+    for weights in written:
+        with safe_open(str(weights), "pt") as handle:
+            assert json.loads(handle.metadata()["provenance"])["loss"] == "mse"
+    code, out, err = cli(*args, "--loss", "huber")
+    assert code == 1 and err.strip().endswith("unknown loss 'huber'; choose l1, mse")
