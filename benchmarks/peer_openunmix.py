@@ -9,11 +9,11 @@ the databases (the same MUSDB-layout folder, the same per-source train/validatio
 0), the augmentations (septool's gain, pan and shelf filters, applied to target and rest), the
 device, bf16 autocast where septool uses it (CUDA, AMX CPUs), and the wall-clock budget; each
 step trains one source's network, the sources taking turns. What is Open-Unmix's own: its loss
-(MSE on magnitudes), its optimizer (Adam, lr 1e-3 by default, weight decay 1e-5), 6 s excerpts, batch 16,
-input statistics from the training mixtures, and the best validation state per source.
-Evaluation separates with Open-Unmix's own Separator (multichannel Wiener filter, one iteration,
-its default) and scores with septool's evaluation path (museval, the paper's protocol), so the
-tables compare directly.
+(MSE on magnitudes), its optimizer (Adam, lr 1e-3 by default, weight decay 1e-5), 6 s excerpts,
+batch 16, input statistics from the training mixtures, and the best validation state per
+source. Evaluation separates with Open-Unmix's own Separator (multichannel Wiener filter, one
+iteration, its default) and scores with septool's evaluation path (museval, the paper's
+protocol), so the tables compare directly.
 
 Open-Unmix's transforms import torchaudio; where torchaudio cannot load beside torch (this CPU
 machine), a stub module stands in, since only its I/O uses it.

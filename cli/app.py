@@ -377,12 +377,13 @@ def add_decoder(
     config = septool.TrainConfig(max_epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
                                  batches_per_epoch=batches_per_epoch, max_minutes=max_minutes, device=device,
                                  precision=precision, loss=loss)  # fmt: skip
+    loss_name = loss.upper()
 
     def progress(event: dict) -> None:
         if "epoch_done" in event:
             rec = event["epoch_done"]
             cells = "  ".join(f"{s} {rec['valid'][s]:.4f}" for s in rec["valid"])
-            out.print(f"epoch {rec['epoch']:4d}  validation {loss.upper()}  {cells}  ({rec['seconds']:.0f} s)")
+            out.print(f"epoch {rec['epoch']:4d}  validation {loss_name}  {cells}  ({rec['seconds']:.0f} s)")
 
     added = septool.add_decoder(
         name, own[0], encoder, model, parse_data([d for d in data if "=" in d]), force, out_dir, config,
@@ -397,7 +398,7 @@ def add_decoder(
             if added.training.best_epoch
             else before
         )
-        out.print(f"  {source}: validation {loss.upper()} {before:.4f} before, {after:.4f} after")
+        out.print(f"  {source}: validation {loss_name} {before:.4f} before, {after:.4f} after")
     hint = f"--model {added.model_dir} " if added.model_dir else ""
     out.print(f"try: septool separate song.wav {hint}--sources {name}")
 
