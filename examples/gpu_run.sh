@@ -6,8 +6,10 @@
 #   MODE=ship:            only the shipped-model candidate (encoder+, interleaved, learning rate LR,
 #                         default 1e-3) and the peer: two-way sharing, about three times the steps each.
 #
-#   examples/gpu_run.sh OUT_DIR   (env: MODE, BUDGET minutes, LR, LOSS (ship: l1 or mse), DEVICE, BATCH, BPE,
-#                                  WHEELS, PACKED, FIRST_PARTS)
+#   examples/gpu_run.sh OUT_DIR   (env: MODE, BUDGET minutes, LR, LOSS (ship: l1 or mse), DEVICE, BATCH,
+#                                  PEER_BATCH, BPE, WHEELS, PACKED, FIRST_PARTS)
+# Batches: each model its own source's default, septool the paper's 32 patches (§4.3), the peer
+# Open-Unmix's 16 excerpts; MODE=paper ran septool at 16 (set BATCH=16 to repeat it).
 #
 # Before: python examples/carry_data.py pack /work/data/render carry/render   (40 MB for 52 min)
 # After:  OUT_DIR holds logs.tgz and the float16 models as a tar split into 15 MiB parts (parts.txt
@@ -23,7 +25,8 @@ BUDGET=${BUDGET:-6}
 if [ "$MODE" = ship ]; then LR=${LR:-1e-3}; else LR=${LR:-2e-4}; fi  # paper: its 2e-4; ship: see docs/training.md
 LOSS=${LOSS:-l1}
 DEVICE=${DEVICE:-cuda}
-BATCH=${BATCH:-16}
+BATCH=${BATCH:-32}
+PEER_BATCH=${PEER_BATCH:-16}
 BPE=${BPE:-40}
 WHEELS=${WHEELS:-.whl}
 PACKED=${PACKED:-carry/render}
@@ -65,7 +68,7 @@ else
 fi
 experiment=$!
 python3 benchmarks/peer_openunmix.py train "$WORK/umx" --musdb "$WORK/data" --minutes "$BUDGET" --device "$DEVICE" \
-    --batch "$BATCH" --threads "$threads" --valid-every 10 >"$OUT_DIR/umx.log" 2>&1 &
+    --batch "$PEER_BATCH" --threads "$threads" --valid-every 10 >"$OUT_DIR/umx.log" 2>&1 &
 peer=$!
 (for _ in 1 2 3; do sleep 100; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv >>"$OUT_DIR/gpu.txt" 2>&1
 done) >/dev/null 2>&1 &
