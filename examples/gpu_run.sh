@@ -8,8 +8,8 @@
 #
 #   examples/gpu_run.sh OUT_DIR   (env: MODE, BUDGET minutes, LR, LOSS (ship: l1 or mse), DEVICE, BATCH,
 #                                  PEER_BATCH, BPE, WHEELS, PACKED, FIRST_PARTS)
-# Batches: each model its own source's default, septool the paper's 32 patches (§4.3), the peer
-# Open-Unmix's 16 excerpts; MODE=paper ran septool at 16 (set BATCH=16 to repeat it).
+# Batches (BATCH, PEER_BATCH): ship trains each model at its own source's default, septool the
+# paper's 32 patches (§4.3), the peer Open-Unmix's 16 excerpts; paper keeps the 16 it was run with.
 #
 # Before: python examples/carry_data.py pack /work/data/render carry/render   (40 MB for 52 min)
 # After:  OUT_DIR holds logs.tgz and the float16 models as a tar split into 15 MiB parts (parts.txt
@@ -22,10 +22,13 @@ OUT_DIR=${1:?usage: gpu_run.sh OUT_DIR}
 MODE=${MODE:-paper}
 case "$MODE" in paper | ship) ;; *) echo "MODE must be paper or ship, not $MODE" >&2; exit 2 ;; esac
 BUDGET=${BUDGET:-6}
-if [ "$MODE" = ship ]; then LR=${LR:-1e-3}; else LR=${LR:-2e-4}; fi  # paper: its 2e-4; ship: see docs/training.md
+if [ "$MODE" = ship ]; then  # see docs/training.md
+    LR=${LR:-1e-3} BATCH=${BATCH:-32}
+else  # the paper's learning rate; the batch the paper's configurations were run with here
+    LR=${LR:-2e-4} BATCH=${BATCH:-16}
+fi
 LOSS=${LOSS:-l1}
 DEVICE=${DEVICE:-cuda}
-BATCH=${BATCH:-32}
 PEER_BATCH=${PEER_BATCH:-16}
 BPE=${BPE:-40}
 WHEELS=${WHEELS:-.whl}
