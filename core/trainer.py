@@ -500,7 +500,7 @@ class Trainer:
             for key, net in self.networks.items():
                 net.load_state_dict(state[key])
             self._write_model(stopped)
-            plot_losses(self.history, self.out_dir / "loss.png")
+            plot_losses(self.history, self.out_dir / "loss.png", self.config.loss)
         return TrainResult(
             self.out_dir, self.epoch, self.best["epoch"], self.best["loss"], stopped, self.history,
             self.encoder_steps, self.patches_seen, self.seconds, self.initial_valid,
@@ -533,8 +533,8 @@ class Trainer:
                 save_decoder(folder / decoder_file(source), source, decoder, fp, net.encoder.widths, provenance, score)
 
 
-def plot_losses(history: list[dict], path: Path) -> None:
-    """Training and validation loss per source against epochs, as a PNG."""
+def plot_losses(history: list[dict], path: Path, loss: str) -> None:
+    """Training and validation ``loss`` (its name) per source against epochs, as a PNG."""
     if not history:
         return
     import matplotlib
@@ -548,7 +548,7 @@ def plot_losses(history: list[dict], path: Path) -> None:
         (line,) = ax.plot(epochs, [r["valid"][source] for r in history], label=f"{source} validation")
         ax.plot(epochs, [r["train"][source] for r in history], "--", color=line.get_color(), alpha=0.6)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("L1 loss (normalized magnitudes)")
+    ax.set_ylabel(f"{loss.upper()} loss (normalized magnitudes)")
     ax.set_title("solid: validation, dashed: training")
     ax.legend(fontsize=7)
     fig.tight_layout()
