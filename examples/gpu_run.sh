@@ -2,9 +2,10 @@
 # One GPU session of septool's training recipe, from rendered songs carried as Opus stems, beside
 # the Open-Unmix peer trained at once on the same GPU with the same wall-clock budget.
 #   MODE=paper (default): the paper's five configurations (Tables 2 and 3); the encoder+ one is the
-#                         shipped-model candidate. Seven-way sharing: each run gets a sixth of the GPU.
+#                         shipped-model candidate. Six-way sharing: each run gets a sixth of the GPU.
 #   MODE=ship:            only the shipped-model candidate (encoder+, interleaved, learning rate LR,
-#                         default 1e-3) and the peer: two-way sharing, about three times the steps each.
+#                         default 1e-3) and the peer: two-way sharing (measured: septool 2.4x the
+#                         patches per second, at batch 32; the peer no faster; docs/performance.md).
 #
 #   examples/gpu_run.sh OUT_DIR   (env: MODE, BUDGET minutes, LR, LOSS (ship: l1 or mse), DEVICE, BATCH,
 #                                  PEER_BATCH, BPE, WHEELS, PACKED, FIRST_PARTS)
