@@ -6,14 +6,14 @@
 Four ``openunmix.model.OpenUnmix`` networks (umxhq size: hidden 512, n_fft 4096, hop 1024, 16
 kHz bandwidth), one per source, as Open-Unmix trains them. What is shared with septool's recipe:
 the databases (the same MUSDB-layout folder, the same per-source train/validation splits, seed
-0), the augmentations (septool's gain, pan and shelf filters, applied to target and rest), the
-device, bf16 autocast where septool uses it (CUDA, AMX CPUs), and the wall-clock budget; each
-step trains one source's network, the sources taking turns. What is Open-Unmix's own: its loss
-(MSE on magnitudes), its optimizer (Adam, lr 1e-3 by default, weight decay 1e-5), 6 s excerpts,
-batch 16, input statistics from the training mixtures, and the best validation state per
-source. Evaluation separates with Open-Unmix's own Separator (multichannel Wiener filter, one
-iteration, its default) and scores with septool's evaluation path (museval, the paper's
-protocol), so the tables compare directly.
+0), the augmentations (septool's gain, pan and shelf filters, applied to target and rest, and its
+remixing with ``--remix``), the device, bf16 autocast where septool uses it (CUDA, AMX CPUs), and
+the wall-clock budget; each step trains one source's network, the sources taking turns. What is
+Open-Unmix's own: its loss (MSE on magnitudes), its optimizer (Adam, lr 1e-3 by default, weight
+decay 1e-5), 6 s excerpts, batch 16, input statistics from the training mixtures, and the best
+validation state per source. Evaluation separates with Open-Unmix's own Separator (multichannel
+Wiener filter, one iteration, its default) and scores with septool's evaluation path (museval, the
+paper's protocol), so the tables compare directly.
 
 Open-Unmix's transforms import torchaudio; where torchaudio cannot load beside torch (this CPU
 machine), a stub module stands in, since only its I/O uses it.
@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from septool.augment import Augmentation
-from septool.datasets import INT16, MUSDB_STEMS, AudioCache, SourceDatabase, from_musdb
+from septool.datasets import MUSDB_STEMS, AudioCache, SourceDatabase, crop, from_musdb
 from septool.evaluate import evaluate_tracks, tracks_from_musdb, write_results
 from septool.separator import resolve_precision
 
@@ -68,18 +68,17 @@ class Excerpts:
         lengths = np.array([t.length for t in db.tracks], dtype=float)
         self.weights = lengths / lengths.sum()
 
-    def _crop(self, audio: np.ndarray, offset: int) -> np.ndarray:
-        piece = np.asarray(audio[:, offset : offset + SEQ_SAMPLES], dtype=np.float32) / INT16
-        return np.pad(piece, ((0, 0), (0, SEQ_SAMPLES - piece.shape[1])))
-
     def sample(self, rng: np.random.Generator, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         targets, rests = [], []
         for _ in range(count):
             track = self.db.tracks[int(rng.choice(len(self.db.tracks), p=self.weights))]
             offset = track.start + int(rng.integers(max(1, track.length - SEQ_SAMPLES + 1)))
-            target = self._crop(track.stems[self.db.target], offset)
+            target = crop(track.stems[self.db.target], offset, SEQ_SAMPLES)
             targets.append(target)
-            rests.append(self._crop(track.mixture, offset) - target)
+            if self.augment is not None and self.augment.remixes(rng):
+                rests.append(self.db.random_rest(rng, SEQ_SAMPLES))
+            else:
+                rests.append(crop(track.mixture, offset, SEQ_SAMPLES) - target)
         target_t = torch.from_numpy(np.stack(targets)).to(self.device)
         rest_t = torch.from_numpy(np.stack(rests)).to(self.device)
         if self.augment is not None:
@@ -113,14 +112,14 @@ def input_statistics(excerpts: dict[str, Excerpts], magnitude: Magnitude, device
 
 
 def train(out: Path, musdb: Path, minutes: float, device: str, batch: int, seed: int, valid_every: int,
-          threads: int | None, init: Path | None, lr: float) -> None:  # fmt: skip
+          threads: int | None, init: Path | None, lr: float, remix: float) -> None:  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
     torch.manual_seed(seed)
     dbs = from_musdb(musdb, list(MUSDB_STEMS), False, seed, 0.15, AudioCache())  # septool's split, same seed
-    augment = Augmentation()
+    augment = Augmentation(remix=remix)
     train_sets = {s: Excerpts(dbs.train[s], augment, dev) for s in MUSDB_STEMS}
     magnitude = Magnitude().to(dev)
     if init is not None:  # fine-tuning keeps the input statistics the networks were trained with
@@ -177,7 +176,7 @@ def train(out: Path, musdb: Path, minutes: float, device: str, batch: int, seed:
         "architecture": "openunmix.model.OpenUnmix (umxhq size)", "device": str(dev), "bf16": bf16,
         "seconds": round(seconds, 1), "rounds": steps, "patches_seen": patches, "batch": batch,
         "excerpt_seconds": SEQ_SAMPLES / RATE, "best_valid_mse": {s: best[s][0] for s in MUSDB_STEMS},
-        "init": str(init) if init else None, "lr": lr,
+        "init": str(init) if init else None, "lr": lr, "remix": remix,
         "parameters": sum(p.numel() for n in nets.values() for p in n.parameters()), "history": history,
     }  # fmt: skip
     (out / "training.json").write_text(json.dumps(meta, indent=1))
@@ -228,6 +227,7 @@ def main() -> None:
     parser.add_argument("--valid-every", type=int, default=25, help="rounds between validations")
     parser.add_argument("--init", type=Path, default=None, help="start from these four networks (fine-tuning)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (Open-Unmix's: 1e-3)")
+    parser.add_argument("--remix", type=float, default=0.0, help="chance a crop's rest comes from another song")
     parser.add_argument("--subset", default="test")
     parser.add_argument("--niter", type=int, default=1, help="Wiener iterations (Open-Unmix's default: 1)")
     parser.add_argument("-o", "--out", type=Path, default=Path("results-openunmix"))
@@ -245,6 +245,7 @@ def main() -> None:
             args.threads,
             args.init,
             args.lr,
+            args.remix,
         )
     else:
         evaluate(args.folder, args.musdb, args.subset, args.out, args.niter, args.device, args.jobs)

@@ -194,6 +194,9 @@ def train(
     device: Annotated[str, typer.Option("-d", "--device", help="cpu, cuda or mps.")] = "cpu",
     precision: Annotated[str, typer.Option(help="auto (bf16 where fast: GPU, AMX CPUs), fp32 or bf16.")] = "auto",
     augment: Annotated[bool, typer.Option(help="Random scaling, panning and filtering.")] = True,
+    remix: Annotated[
+        float, typer.Option(help="Chance (0-1) that a crop is mixed with another song's rest (needs --augment).")
+    ] = 0.0,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")] = False,
     loss: Annotated[str, typer.Option(help="l1 (the paper's) or mse, on normalized magnitudes.")] = "l1",
     init: Annotated[
@@ -212,7 +215,7 @@ def train(
     options = dict(
         procedure=procedure, size=size, batch_size=batch_size, lr=lr, max_epochs=epochs, patience=patience,
         batches_per_epoch=batches_per_epoch, valid_patches=valid_patches, seed=seed, device=device,
-        precision=precision, augment=augment, max_minutes=max_minutes, loss=loss,
+        precision=precision, augment=augment, remix=remix, max_minutes=max_minutes, loss=loss,
     )  # fmt: skip
     unknown = set(settings.get("train", {})) - set(options)
     if unknown:

@@ -3,6 +3,10 @@
 Each is applied to one source segment at a time; the mixture is then rebuilt as the sum of the
 augmented parts, so target and mixture stay consistent. Random draws come from a numpy
 generator, so a seed fixes them whatever the device.
+
+``remix`` is applied earlier, by the databases when they crop: the chance that a target is mixed
+with the rest of another song (Open-Unmix's random track mix, Demucs's remixing), so a decoder
+cannot lean on what usually plays beside its source.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ class Augmentation:
     pan: float = 0.3  # largest shift of the stereo balance, 0..1
     filter_probability: float = 0.5
     filter_db: float = 9.0  # largest shelf gain, either sign
+    remix: float = 0.0  # chance that a crop's rest comes from another song (see the module's docstring)
 
     def __call__(self, segments: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """Augment (batch, 2, samples) segments, each with its own random draw."""
@@ -32,6 +37,11 @@ class Augmentation:
         if filtered.any():
             out = self._shelf(out, filtered, rng)
         return out
+
+    def remixes(self, rng: np.random.Generator) -> bool:
+        """Whether this crop's rest (or this source, in a multi-source mixture) comes from elsewhere;
+        draws nothing from ``rng`` when remixing is off, so seeded runs without it are unchanged."""
+        return self.remix > 0 and rng.random() < self.remix
 
     def _shelf(self, segments: torch.Tensor, which: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         """A random low- or high-shelf (smooth gain step at a random frequency), in the FFT domain."""

@@ -93,10 +93,11 @@ class Track:
         return self.stop - self.start
 
 
-def _crop(audio: np.ndarray, offset: int) -> np.ndarray:
-    piece = np.asarray(audio[:, offset : offset + PATCH_SAMPLES], dtype=np.float32) / INT16
-    if piece.shape[1] < PATCH_SAMPLES:
-        piece = np.pad(piece, ((0, 0), (0, PATCH_SAMPLES - piece.shape[1])))
+def crop(audio: np.ndarray, offset: int, samples: int = PATCH_SAMPLES) -> np.ndarray:
+    """``samples`` samples of int16 audio from ``offset`` as float32, zero-padded past the end."""
+    piece = np.asarray(audio[:, offset : offset + samples], dtype=np.float32) / INT16
+    if piece.shape[1] < samples:
+        piece = np.pad(piece, ((0, 0), (0, samples - piece.shape[1])))
     return piece
 
 
@@ -118,8 +119,14 @@ def _plan(tracks: Sequence[Track], rng: np.random.Generator, count: int) -> list
     return plan
 
 
-def _offset(track: Track, rng: np.random.Generator) -> int:
-    return track.start + int(rng.integers(max(1, track.length - PATCH_SAMPLES + 1)))
+def _offset(track: Track, rng: np.random.Generator, samples: int = PATCH_SAMPLES) -> int:
+    return track.start + int(rng.integers(max(1, track.length - samples + 1)))
+
+
+def _pick(rng: np.random.Generator, tracks: Sequence[Track]) -> Track:
+    """A random track, each as likely as its share of the audio."""
+    weights = np.array([t.length for t in tracks], dtype=float)
+    return tracks[int(rng.choice(len(tracks), p=weights / weights.sum()))]
 
 
 @dataclass
@@ -151,9 +158,11 @@ class SourceDatabase:
         """
         return _plan(self.tracks, rng, count)
 
-    def _pick(self, rng: np.random.Generator, tracks: Sequence[Track]) -> Track:
-        weights = np.array([t.length for t in tracks], dtype=float)
-        return tracks[int(rng.choice(len(tracks), p=weights / weights.sum()))]
+    def random_rest(self, rng: np.random.Generator, samples: int = PATCH_SAMPLES) -> np.ndarray:
+        """The rest (mixture minus target) of a random track at a random place: remixing."""
+        track = _pick(rng, self.tracks)
+        offset = _offset(track, rng, samples)
+        return crop(track.mixture, offset, samples) - crop(track.stems[self.target], offset, samples)
 
     def sample(
         self,
@@ -167,16 +176,20 @@ class SourceDatabase:
         targets, rests = [], []
         for index, offset in plan:
             track = self.tracks[index]
-            target = _crop(track.stems[self.target], offset)
+            target = crop(track.stems[self.target], offset)
             if track.mixture is not None:
-                rest = _crop(track.mixture, offset) - target
+                rest = (
+                    self.random_rest(rng)
+                    if augment is not None and augment.remixes(rng)
+                    else crop(track.mixture, offset) - target
+                )
             else:
                 rest = np.zeros_like(target)
                 for _ in range(int(rng.integers(1, 4))):
-                    other = self._pick(rng, self.material)
+                    other = _pick(rng, self.material)
                     names = [n for n in other.stems if n != self.target]
                     if names:
-                        rest += _crop(other.stems[names[int(rng.integers(len(names)))]], _offset(other, rng))
+                        rest += crop(other.stems[names[int(rng.integers(len(names)))]], _offset(other, rng))
             targets.append(target)
             rests.append(rest)
         target_t, rest_t = torch.from_numpy(np.stack(targets)), torch.from_numpy(np.stack(rests))
@@ -208,13 +221,19 @@ class MultiDatabase:
         augment: Augmentation | None = None,
         device: torch.device | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Each source's crops and the mixture of their (augmented) sum; with remixing, a source's
+        crop may come from another track, at another place."""
         crops: dict[str, list[np.ndarray]] = {s: [] for s in [*self.sources, "_rest"]}
         for index, offset in plan:
             track = self.tracks[index]
-            rest = _crop(track.mixture, offset)
+            rest = crop(track.mixture, offset)
             for source in self.sources:
-                crops[source].append(_crop(track.stems[source], offset))
-                rest = rest - crops[source][-1]
+                stem = crop(track.stems[source], offset)
+                rest = rest - stem
+                if augment is not None and augment.remixes(rng):
+                    other = _pick(rng, self.tracks)
+                    stem = crop(other.stems[source], _offset(other, rng))
+                crops[source].append(stem)
             crops["_rest"].append(rest)
         parts = {s: torch.from_numpy(np.stack(c)).to(device or "cpu") for s, c in crops.items()}
         if augment is not None:

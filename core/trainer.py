@@ -61,6 +61,7 @@ class TrainConfig:
     device: str = "cpu"
     precision: str = "auto"
     augment: bool = True
+    remix: float = 0.0  # chance that a training crop's rest comes from another song (augment only)
     max_minutes: float | None = None
     loss: str = "l1"  # the paper's L1 on normalized magnitudes, or mse (Open-Unmix's)
 
@@ -72,6 +73,8 @@ class TrainConfig:
         ModelConfig.named(self.size)
         if self.loss not in LOSSES:
             raise SeptoolError(f"unknown loss {self.loss!r}; choose {', '.join(LOSSES)}")
+        if not 0.0 <= self.remix <= 1.0:
+            raise SeptoolError(f"remix is a probability from 0 to 1, got {self.remix}")
         if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.valid_patches < 1:
             raise SeptoolError("batch size, epochs, patience and validation patches must be at least 1")
 
@@ -163,7 +166,7 @@ class Trainer:
             else contextlib.nullcontext
         )
         self.precision = precision
-        self.augment = Augmentation() if config.augment else None
+        self.augment = Augmentation(remix=config.remix) if config.augment else None
         self.spectrogram = Spectrogram().to(self.device)
         self._build()
         self.epoch = 0
@@ -513,7 +516,7 @@ class Trainer:
             "best_epoch": self.best["epoch"], "stopped": stopped, "patches_seen": self.patches_seen,
             "seconds": round(self.seconds, 1), "device": str(self.device), "precision": self.precision,
             "seed": self.config.seed, "batch_size": self.config.batch_size, "lr": self.config.lr,
-            "loss": self.config.loss,
+            "loss": self.config.loss, "remix": self.config.remix if self.augment else 0.0,
             "data": self.dbs.origin, "world_size": self.dist.world,
         }  # fmt: skip
         if self.base is not None:  # fine-tuned or extended: the encoder it started from

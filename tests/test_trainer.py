@@ -337,3 +337,59 @@ def test_mse_loss_is_an_option_recorded_with_the_model(toy, tmp_path):
     assert record["valid_relative"] == pytest.approx(np.mean(ratios)) == pytest.approx(result.best_loss)
     scores = load_decoder(tmp_path / "high.safetensors", model.encoder).metadata["scores"]
     assert scores == {"valid_loss": pytest.approx(record["valid"]["high"]), "silence_loss": trainer.silence["high"]}
+
+
+def _labelled_tracks(count=4, seconds=3.0):
+    """Tracks whose every stem is a constant that names its track: ``10 * track + stem``, stored as
+    int16 like a loaded database, so a crop tells where it was cut from."""
+    from septool.datasets import INT16, Track
+
+    n = int(seconds * RATE)
+    tracks = []
+    for k in range(count):
+        stems = {s: np.full((2, n), (10 * k + i + 1) * 100, dtype=np.int16) for i, s in enumerate(("low", "high"))}
+        tracks.append(Track(f"t{k}", stems, (stems["low"] + stems["high"]).astype(np.int16)))
+    return tracks, 100 / INT16
+
+
+@pytest.mark.parametrize("remix", [0.0, 0.5, 1.0])
+def test_remixing_mixes_a_target_with_the_rest_of_a_random_song(remix):
+    from septool.augment import Augmentation
+    from septool.datasets import SourceDatabase
+
+    tracks, unit = _labelled_tracks()
+    db = SourceDatabase("low", "low", tracks, "pairs")
+    still = Augmentation(gain_db=(0.0, 0.0), pan=0.0, filter_probability=0.0, remix=remix)
+    rng = np.random.default_rng(0)
+    plan = db.epoch_plan(rng, 400)
+    mixture, target = db.sample(rng, plan, still)
+    own_target = np.array([10 * index + 1 for index, _ in plan])
+    rest = torch.round((mixture - target)[:, 0, 0] / unit).numpy()
+    assert np.array_equal(torch.round(target[:, 0, 0] / unit).numpy(), own_target)  # the target is never moved
+    assert set(rest) <= {10 * k + 2 for k in range(4)}  # a rest is always a whole other song's rest
+    kept = np.mean(rest == own_target + 1)
+    # a remixed crop draws its rest from any of the 4 equally long songs, its own included
+    assert kept == pytest.approx(1 - remix * 3 / 4, abs=0.07)
+
+
+def test_remixing_a_multi_source_database_moves_each_source_on_its_own():
+    from septool.augment import Augmentation
+    from septool.datasets import MultiDatabase
+
+    tracks, unit = _labelled_tracks()
+    db = MultiDatabase(["low", "high"], tracks)
+    rng = np.random.default_rng(1)
+    plan = db.epoch_plan(rng, 400)
+    mixture, parts = db.sample(rng, plan, Augmentation(gain_db=(0.0, 0.0), pan=0.0, filter_probability=0.0, remix=1.0))
+    torch.testing.assert_close(mixture, parts["low"] + parts["high"])
+    songs = {s: (torch.round(parts[s][:, 0, 0] / unit).numpy() - 1 - i) // 10 for i, s in enumerate(("low", "high"))}
+    assert np.mean(songs["low"] == songs["high"]) == pytest.approx(1 / 4, abs=0.07)  # drawn independently
+
+
+def test_remix_is_a_probability_recorded_with_the_model(toy, tmp_path):
+    _, dbs, _ = toy
+    with pytest.raises(SeptoolError, match="remix is a probability"):
+        tiny_config(remix=1.5)
+    Trainer(tiny_config(augment=True, remix=0.5, max_epochs=1, batches_per_epoch=1), dbs, tmp_path).run()
+    model = septool.load_model(tmp_path, ["low"], reg=_toy_registry())
+    assert model.encoder.metadata["provenance"]["remix"] == 0.5
