@@ -7,8 +7,8 @@
 #                         default 1e-3) and the peer: two-way sharing (measured: septool 2.4x the
 #                         patches per second, at batch 32; the peer no faster; docs/performance.md).
 #
-#   examples/gpu_run.sh OUT_DIR   (env: MODE, BUDGET minutes, LR, LOSS (ship: l1 or mse), DEVICE, BATCH,
-#                                  PEER_BATCH, BPE, WHEELS, PACKED, FIRST_PARTS)
+#   examples/gpu_run.sh OUT_DIR   (env: MODE, BUDGET minutes, LR, LOSS (ship: l1 or mse), REMIX (ship only,
+#                                  both models), DEVICE, BATCH, PEER_BATCH, BPE, WHEELS, PACKED, FIRST_PARTS)
 # Batches (BATCH, PEER_BATCH): ship trains each model at its own source's default, septool the
 # paper's 32 patches (§4.3), the peer Open-Unmix's 16 excerpts; paper keeps the 16 it was run with.
 #
@@ -29,6 +29,8 @@ else  # the paper's learning rate; the batch the paper's configurations were run
     LR=${LR:-2e-4} BATCH=${BATCH:-16}
 fi
 LOSS=${LOSS:-l1}
+REMIX=${REMIX:-0}
+if [ "$MODE" = paper ] && [ "$REMIX" != 0 ]; then echo "REMIX is for MODE=ship (the paper's runs did not remix)" >&2; exit 2; fi
 DEVICE=${DEVICE:-cuda}
 PEER_BATCH=${PEER_BATCH:-16}
 BPE=${BPE:-40}
@@ -63,7 +65,8 @@ if [ "$MODE" = ship ]; then
     threads=$(( $(nproc) / 2 ))
     OMP_NUM_THREADS=$threads septool train --musdb "$WORK/data" --interleave --size encoder+ --max-minutes "$BUDGET" \
         -d "$DEVICE" --precision bf16 --batch-size "$BATCH" --lr "$LR" --loss "$LOSS" \
-        --batches-per-epoch "$BPE" --valid-patches 128 -o "$WORK/exp/encoder+" >"$OUT_DIR/experiment.log" 2>&1 &
+        --remix "$REMIX" --batches-per-epoch "$BPE" --valid-patches 128 -o "$WORK/exp/encoder+" \
+        >"$OUT_DIR/experiment.log" 2>&1 &
 else
     threads=$(( $(nproc) / 6 > 0 ? $(nproc) / 6 : 1 ))
     septool experiment paper --musdb "$WORK/data" --stage train --parallel --budget "$BUDGET" -d "$DEVICE" \
@@ -72,7 +75,7 @@ else
 fi
 experiment=$!
 python3 benchmarks/peer_openunmix.py train "$WORK/umx" --musdb "$WORK/data" --minutes "$BUDGET" --device "$DEVICE" \
-    --batch "$PEER_BATCH" --threads "$threads" --valid-every 10 >"$OUT_DIR/umx.log" 2>&1 &
+    --batch "$PEER_BATCH" --threads "$threads" --valid-every 10 --remix "$REMIX" >"$OUT_DIR/umx.log" 2>&1 &
 peer=$!
 (for _ in 1 2 3; do sleep 100; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv >>"$OUT_DIR/gpu.txt" 2>&1
 done) >/dev/null 2>&1 &
