@@ -42,7 +42,15 @@ PROCEDURES = ("interleaved", "interleaved-acc", "simultaneous", "independent")
 METRICS_FILE = "metrics.jsonl"
 
 
-LOSSES = {"l1": torch.nn.functional.l1_loss, "mse": torch.nn.functional.mse_loss}
+LOSSES = {
+    "l1": torch.nn.functional.l1_loss,
+    "mse": torch.nn.functional.mse_loss,
+    "mse-raw": torch.nn.functional.mse_loss,
+}
+# Losses read on the magnitudes themselves, not on the per-bin normalized ones the network works in:
+# each bin then counts by its energy, as SDR counts it, where the normalized losses weigh every bin
+# alike (a quiet high bin as much as a loud bass bin).
+RAW_LOSSES = {"mse-raw"}
 
 
 @dataclass
@@ -278,7 +286,13 @@ class Trainer:
                 with torch.no_grad():
                     features = encoder(x)
             estimate = self.decoder(source)(features if features is not None else encoder(x))
-        return LOSSES[self.config.loss](estimate.float(), y)
+        return self._criterion(estimate.float(), y, encoder)
+
+    def _criterion(self, estimate: torch.Tensor, target: torch.Tensor, encoder: Encoder) -> torch.Tensor:
+        if self.config.loss in RAW_LOSSES:
+            scale = encoder.bin_std[:, None]
+            estimate, target = estimate * scale, target * scale
+        return LOSSES[self.config.loss](estimate, target)
 
     def _step_source(self, source: str, mixture, target, step_encoder: bool) -> float:
         key = self.network_key(source)
@@ -374,7 +388,7 @@ class Trainer:
         with torch.no_grad():
             for source, (_, target) in self.valid_sets.items():
                 y = self._magnitudes(target, self.encoder(source))
-                silence[source] = max(float(LOSSES[self.config.loss](torch.zeros_like(y), y)), 1e-12)
+                silence[source] = max(float(self._criterion(torch.zeros_like(y), y, self.encoder(source))), 1e-12)
         return silence
 
     def relative(self, losses: dict[str, float]) -> float:

@@ -393,3 +393,26 @@ def test_remix_is_a_probability_recorded_with_the_model(toy, tmp_path):
     Trainer(tiny_config(augment=True, remix=0.5, max_epochs=1, batches_per_epoch=1), dbs, tmp_path).run()
     model = septool.load_model(tmp_path, ["low"], reg=_toy_registry())
     assert model.encoder.metadata["provenance"]["remix"] == 0.5
+
+
+def test_mse_raw_reads_the_loss_on_magnitudes_not_normalized_ones(toy, tmp_path):
+    _, dbs, _ = toy
+    trainer = Trainer(tiny_config(loss="mse-raw"), dbs, tmp_path)
+    normalized = Trainer(tiny_config(loss="mse"), dbs, tmp_path / "mse")  # same seed: same weights
+    for t in (trainer, normalized):
+        t._fit_normalization()
+    trainer.valid_sets = trainer._validation_sets()
+    mixture, target = trainer.valid_sets["high"]
+    encoder = trainer.encoder("high")
+    std = encoder.bin_std[:, None]
+    assert float(std.max() / std.min()) > 10  # bins differ in loudness, so the weighting matters
+    with torch.no_grad(), trainer.autocast():
+        estimate = trainer.decoder("high")(encoder(trainer._magnitudes(mixture[:2], encoder))).float()
+    y = trainer._magnitudes(target[:2], encoder)
+    with torch.no_grad():
+        raw = float(trainer._loss("high", mixture[:2], target[:2]))
+        assert raw == pytest.approx(float(((estimate - y) ** 2 * std**2).mean()), rel=1e-4)
+        assert raw != pytest.approx(float(normalized._loss("high", mixture[:2], target[:2])), rel=0.1)
+    silence = trainer._silence_losses()["high"]
+    y_all = trainer._magnitudes(trainer.valid_sets["high"][1], encoder)
+    assert silence == pytest.approx(float((y_all**2 * std**2).mean()), rel=1e-5)
