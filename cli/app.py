@@ -15,6 +15,7 @@ from rich.text import Text
 import septool
 from septool.plugin_manager import registry
 
+LOSS_HELP = "l1 (the paper's) or mse on normalized magnitudes; mse-raw on magnitudes."
 app = typer.Typer(
     help="Music source separation with a shared encoder and one decoder per source.",
     no_args_is_help=True,
@@ -198,9 +199,7 @@ def train(
         float, typer.Option(help="Chance (0-1) that a crop is mixed with another song's rest (needs --augment).")
     ] = 0.0,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")] = False,
-    loss: Annotated[
-        str, typer.Option(help="l1 (the paper's) or mse on normalized magnitudes; mse-raw on magnitudes.")
-    ] = "l1",
+    loss: Annotated[str, typer.Option(help=LOSS_HELP)] = "l1",
     init: Annotated[
         Path | None,
         typer.Option(help="Start from this model directory's weights (fine-tuning) instead of random ones."),
@@ -372,9 +371,7 @@ def add_decoder(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-4,
     device: Annotated[str, typer.Option("-d", "--device", help="cpu, cuda or mps.")] = "cpu",
     precision: Annotated[str, typer.Option(help="auto (bf16 where fast: GPU, AMX CPUs), fp32 or bf16.")] = "auto",
-    loss: Annotated[
-        str, typer.Option(help="l1 (the paper's) or mse on normalized magnitudes; mse-raw on magnitudes.")
-    ] = "l1",
+    loss: Annotated[str, typer.Option(help=LOSS_HELP)] = "l1",
     description: Annotated[str, typer.Option(help="One line for septool plugins.")] = "",
 ) -> None:
     """Add a source: train its decoder on the trained encoder and register it as a local plugin."""

@@ -7,7 +7,7 @@
 #                         default 1e-3) and the peer: two-way sharing (measured: septool 2.4x the
 #                         patches per second, at batch 32; the peer no faster; docs/performance.md).
 #
-#   examples/gpu_run.sh OUT_DIR   (env: MODE, BUDGET minutes, LR, LOSS (ship: l1 or mse), REMIX (ship only,
+#   examples/gpu_run.sh OUT_DIR   (env: MODE, BUDGET minutes, LR, LOSS (ship: l1, mse, mse-raw), REMIX (ship only,
 #                                  both models), DEVICE, BATCH, PEER_BATCH, BPE, WHEELS, PACKED, FIRST_PARTS)
 # Batches (BATCH, PEER_BATCH): ship trains each model at its own source's default, septool the
 # paper's 32 patches (§4.3), the peer Open-Unmix's 16 excerpts; paper keeps the 16 it was run with.
