@@ -173,4 +173,4 @@ def test_add_decoder_command_trains_with_the_loss_asked_for(home, base_model, tm
         with safe_open(str(weights), "pt") as handle:
             assert json.loads(handle.metadata()["provenance"])["loss"] == "mse"
     code, out, err = cli(*args, "--loss", "huber")
-    assert code == 1 and err.strip().endswith("unknown loss 'huber'; choose l1, mse")
+    assert code == 1 and err.strip().endswith("unknown loss 'huber'; choose l1, mse, mse-raw")
