@@ -71,7 +71,7 @@ class TrainConfig:
     augment: bool = True
     remix: float = 0.0  # chance that a training crop's rest comes from another song (augment only)
     max_minutes: float | None = None
-    loss: str = "l1"  # the paper's L1 on normalized magnitudes, or mse (Open-Unmix's)
+    loss: str = "l1"  # l1 (the paper's) or mse on normalized magnitudes; mse-raw on magnitudes
 
     def __post_init__(self) -> None:
         if self.procedure not in PROCEDURES:
