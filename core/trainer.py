@@ -565,7 +565,8 @@ def plot_losses(history: list[dict], path: Path, loss: str) -> None:
         (line,) = ax.plot(epochs, [r["valid"][source] for r in history], label=f"{source} validation")
         ax.plot(epochs, [r["train"][source] for r in history], "--", color=line.get_color(), alpha=0.6)
     ax.set_xlabel("epoch")
-    ax.set_ylabel(f"{loss.upper()} loss (normalized magnitudes)")
+    domain = "magnitudes" if loss in RAW_LOSSES else "normalized magnitudes"
+    ax.set_ylabel(f"{loss.upper()} loss ({domain})")
     ax.set_title("solid: validation, dashed: training")
     ax.legend(fontsize=7)
     fig.tight_layout()
