@@ -1,17 +1,24 @@
 """The recipe of septool's shipped model: render databases with `septool synth`, then train.
 
     python examples/train_pretrained.py WORK_DIR [--minutes 55] [--device cpu] [--size encoder+]
+        [--init MODEL_DIR --loss mse --lr 1e-4 --out NEW_MODEL_DIR]
 
 Renders WORK_DIR/render/train (training songs: FluidR3 and MuseScore General instruments, GM and
 AVL drum kits) and WORK_DIR/render/test (held-out songs rendered with TimGM6mb only, a soundfont
 the training never hears), then trains interleaved (Algorithm 1) from the MUSDB-layout training
-set and writes WORK_DIR/model. Rendering resumes and training can be resumed (--resume).
+set and writes WORK_DIR/model (or --out). Rendering resumes and training can be resumed (--resume).
 
-The shipped model was trained from these renders on a GPU machine that cannot render them:
-`examples/carry_data.py pack` (Opus stems), then `examples/gpu_run.sh` there (its `encoder+`
-configuration, 6 minutes, bf16, batch 16), then `examples/ship_model.py` (docs/model-card.md).
-On a machine with both the songs and a GPU, ``--device cuda --batch-size 16 --minutes 6
---batches-per-epoch 40`` is that configuration (validating on 32 patches per source, not 128).
+The shipped model went through four stages (docs/model-card.md), each fine-tuning the previous
+one's model directory (``--init``) into a new one (``--out``):
+1. a GPU machine that cannot render: `examples/carry_data.py pack` (Opus stems), then
+   `examples/gpu_run.sh` there (its `encoder+` configuration: 6 minutes, bf16, batch 16, L1, lr
+   2e-4). With the songs and a GPU on one machine, ``--device cuda --batch-size 16 --minutes 6
+   --batches-per-epoch 40`` is that configuration (validating on 32 patches, not 128);
+2. ``--init STAGE1 --loss mse --lr 1e-4 --batch-size 16 --batches-per-epoch 5 --patience 1000
+   --minutes 99`` on one CPU core (``OMP_NUM_THREADS=1 taskset -c 0``);
+3. ``--init STAGE2 --loss mse-raw --lr 3e-5`` and the rest as in stage 2, for 45 minutes;
+4. ``--init STAGE3`` and the rest as in stage 3, for 65 minutes;
+then `examples/ship_model.py STAGE4` stores it in float16 as package data.
 """
 
 from __future__ import annotations
@@ -42,6 +49,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--batches-per-epoch", type=int, default=100, help="validate this often")
     parser.add_argument("--precision", default="bf16")
+    parser.add_argument("--loss", default="l1", help="l1, mse or mse-raw")
+    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (the paper's)")
+    parser.add_argument("--patience", type=int, default=30, help="epochs without improvement before stopping")
+    parser.add_argument("--init", type=Path, default=None, help="fine-tune this model directory")
+    parser.add_argument("--out", type=Path, default=None, help="model directory to write (WORK_DIR/model)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
@@ -51,6 +63,7 @@ def main() -> None:
     config = septool.TrainConfig(
         procedure="interleaved", size=args.size, batch_size=args.batch_size, device=args.device,
         precision=args.precision, max_minutes=args.minutes, seed=0, batches_per_epoch=args.batches_per_epoch,
+        loss=args.loss, lr=args.lr, patience=args.patience,
     )  # fmt: skip
 
     def progress(event: dict) -> None:
@@ -58,7 +71,14 @@ def main() -> None:
             record = event["epoch_done"]
             print(f"epoch {record['epoch']} valid {record['valid']} ({record['seconds']:.0f} s)", flush=True)
 
-    result = septool.train(args.work / "model", musdb=render, config=config, resume=args.resume, progress=progress)
+    result = septool.train(
+        args.out or args.work / "model",
+        musdb=render,
+        config=config,
+        resume=args.resume,
+        progress=progress,
+        init=args.init,
+    )
     print(f"{result.stopped}: {result.epochs} epochs, best {result.best_loss:.3f} (of silence) at {result.best_epoch}")
 
 
