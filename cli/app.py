@@ -58,6 +58,10 @@ def separate(
     ] = None,
     overlap: Annotated[float, typer.Option(help="Overlap between patches, 0 <= overlap < 1.")] = 0.25,
     precision: Annotated[str, typer.Option(help="auto (bf16 where fast: GPU, AMX CPUs), fp32 or bf16.")] = "auto",
+    postfilter: Annotated[
+        str, typer.Option("--filter", help="none, softmask or wiener: share the mixture among a stem set's estimates.")
+    ] = "none",
+    wiener_iterations: Annotated[int, typer.Option(help="EM iterations of --filter wiener.")] = 1,
 ) -> None:
     """Separate songs into stems."""
     with Progress(
@@ -89,6 +93,8 @@ def separate(
             batch_size,
             overlap,
             precision,
+            postfilter,
+            wiener_iterations,
         )
     for track in results:
         for source, count in track.clipped.items():
@@ -275,6 +281,10 @@ def evaluate(
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="Tracks scored in parallel.")] = 1,
     device: Annotated[str, typer.Option("-d", "--device", help="cpu, cuda or mps.")] = "cpu",
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16 separation.")] = "auto",
+    postfilter: Annotated[
+        str, typer.Option("--filter", help="none, softmask or wiener: share the mixture among a stem set's estimates.")
+    ] = "none",
+    wiener_iterations: Annotated[int, typer.Option(help="EM iterations of --filter wiener.")] = 1,
 ) -> None:
     """Score separations with BSSEval v4 (museval): median over 1 s windows, mean over tracks."""
     with Progress(TextColumn("[bold]evaluating"), BarColumn(), TextColumn("{task.completed}/{task.total} tracks"),
@@ -283,6 +293,7 @@ def evaluate(
         results, written = septool.evaluate(
             out_dir, model, musdb, subset, data, split_sources(sources), oracle, jobs, device,
             progress=lambda done, total: bar.update(task, completed=done, total=total), precision=precision,
+            postfilter=postfilter, wiener_iterations=wiener_iterations,
         )  # fmt: skip
     summary = results.summary()
     table = Table(title=f"{'oracle ' + oracle if oracle else 'model'}: mean over {len(results.tracks)} tracks of "

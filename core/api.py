@@ -17,6 +17,7 @@ from .evaluate import Results, evaluate_tracks, oracle, tracks_from_musdb, track
 from .network import ModelConfig, SharedModel
 from .plugin_manager import Registry, registry
 from .plugin_manager import reset as reset_plugins
+from .postfilter import POSTFILTERS, PostFilter
 from .separator import Separator
 from .sources import SourceSpec
 from .store import (
@@ -162,9 +163,13 @@ def separate(
     batch_size: int | None = None,
     overlap: float = 0.25,
     precision: str = "auto",
+    postfilter: str = "none",
+    wiener_iterations: int = 1,
 ) -> list[SeparatedTrack]:
     """Separate audio files into stems written under ``out_dir``.
 
+    ``postfilter`` (``none``, ``softmask`` or ``wiener``): share the mixture among the stem set
+    of the chosen sources (``postfilter.py``); the set's other decoders run too.
     Every input is checked before anything is separated. Each stem is written to a temporary
     file and renamed into place when complete, so a failure leaves no partial output.
     ``progress(track, done_samples, total_samples)`` is called after every batch of patches.
@@ -178,15 +183,58 @@ def separate(
     twice = sorted({s for s in stems if stems.count(s) > 1})
     if twice and "{track}" in filename:
         raise SeptoolError(f"two inputs are both named {twice[0]!r}; their outputs would overwrite each other")
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, sources)
-    chosen = list(sources) if sources is not None else loaded.sources
+    loaded, chosen, post = _prepare(model, sources, postfilter, wiener_iterations)
+    out_dir = Path(out_dir)
+    _check_writable(out_dir)
+    separator = Separator(loaded.model, chosen, device, batch_size, overlap, precision, post)
+    return [_separate_file(separator, info, out_dir, filename, fmt, bits, progress) for info in infos]
+
+
+def _prepare(
+    model: str | os.PathLike | LoadedModel | None, sources: Sequence[str] | None, postfilter: str, iterations: int
+) -> tuple[LoadedModel, list[str], PostFilter | None]:
+    """The model, the sources to write and the post-filter over their stem sets, all checked."""
+    if postfilter not in POSTFILTERS:
+        raise SeptoolError(f"unknown post-filter {postfilter!r}; choose {', '.join(POSTFILTERS)}")
+    reg = registry()
+    chosen = list(dict.fromkeys(sources)) if sources is not None else None
+
+    def sets_of(names: Sequence[str]) -> dict[str, list[str]]:
+        return {n: m for n, m in reg.stem_sets().items() if set(m) & set(names)} if postfilter != "none" else {}
+
+    if isinstance(model, LoadedModel):
+        loaded = model
+    elif chosen is None:
+        loaded = load_model(model, None, reg)
+    else:
+        partners = [s for members in sets_of(chosen).values() for s in members if s not in chosen]
+        try:
+            loaded = load_model(model, chosen + partners, reg)
+        except SeptoolError as err:
+            if not partners:
+                raise
+            needed = f"--filter {postfilter} needs the whole stem set ({', '.join(partners)} too)"
+            raise SeptoolError(f"{needed}: {err}") from None
+    chosen = chosen if chosen is not None else loaded.sources
     missing = [s for s in chosen if s not in loaded.sources]
     if missing:
         raise SeptoolError(f"the model has no decoder for {', '.join(missing)}; it has {', '.join(loaded.sources)}")
-    out_dir = Path(out_dir)
-    _check_writable(out_dir)
-    separator = Separator(loaded.model, chosen, device, batch_size, overlap, precision)
-    return [_separate_file(separator, info, out_dir, filename, fmt, bits, progress) for info in infos]
+    if postfilter == "none":
+        return loaded, chosen, None
+    sets = sets_of(chosen)
+    if not sets:
+        raise SeptoolError(
+            f"--filter {postfilter}: {', '.join(chosen)} belong to no stem set (sources that add up to the "
+            "mixture), so there is no mixture to share"
+        )
+    for name, members in sets.items():
+        absent = [s for s in members if s not in loaded.sources]
+        if absent:
+            raise SeptoolError(
+                f"--filter {postfilter} shares the mixture among {', '.join(members)} (stem set {name!r}); "
+                f"the model has no decoder for {', '.join(absent)}"
+            )
+    return loaded, chosen, PostFilter(postfilter, tuple(tuple(m) for m in sets.values()), iterations)
 
 
 def _separate_file(separator, info, out_dir, filename, fmt, bits, progress) -> SeparatedTrack:
@@ -302,18 +350,21 @@ def evaluate(
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
     precision: str = "auto",
+    postfilter: str = "none",
+    wiener_iterations: int = 1,
 ) -> tuple[Results, list[Path]]:
     """Separate and score every track of a MUSDB18 subset or a pair folder (paper §4.1).
 
     With ``oracle_mask`` (``irm`` or ``ibm``) the references' ideal masks replace the model.
+    ``postfilter`` and ``wiener_iterations`` are as in ``separate``.
     Writes per-track museval JSON, ``summary.csv`` and ``sdr.png`` under ``out_dir``.
     """
     if (musdb is None) == (data is None):
         raise SeptoolError("give either a MUSDB18 folder (--musdb) or a folder of pairs (--data)")
-    loaded = None
     if oracle_mask is None:
-        loaded = model if isinstance(model, LoadedModel) else load_model(model, sources)
-    chosen = list(sources) if sources else (loaded.sources if loaded else list(MUSDB_STEMS))
+        loaded, chosen, post = _prepare(model, sources or None, postfilter, wiener_iterations)
+    else:
+        loaded, chosen = None, list(sources) if sources else list(MUSDB_STEMS)
     tracks = (
         tracks_from_musdb(Path(musdb), subset, chosen) if musdb is not None else tracks_from_pairs(Path(data), chosen)
     )
@@ -323,11 +374,9 @@ def evaluate(
         def estimate(track):
             return oracle(track, oracle_mask)
     else:
-        missing = [s for s in chosen if s not in loaded.sources]
-        if missing:
-            raise SeptoolError(f"the model has no decoder for {', '.join(missing)}")
-        separator = Separator(loaded.model, chosen, device, precision=precision)
-        label = f"model {loaded.files.get('encoder', '')} ({precision})"
+        separator = Separator(loaded.model, chosen, device, precision=precision, postfilter=post)
+        filtered = f", {post.kind} post-filter" if post else ""
+        label = f"model {loaded.files.get('encoder', '')} ({precision}{filtered})"
 
         def estimate(track):
             return separator.separate(track.mixture)

@@ -61,6 +61,14 @@ class Registry:
             raise SeptoolError(f"unknown source {name!r}; known sources: {known}")
         return self.sources[name]
 
+    def stem_sets(self) -> dict[str, list[str]]:
+        """Each declared stem set's members, in registration order."""
+        sets: dict[str, list[str]] = {}
+        for name, spec in self.sources.items():
+            if spec.stem_set is not None:
+                sets.setdefault(spec.stem_set, []).append(name)
+        return sets
+
 
 _loaded = False
 _load_failures: list[PluginFailure] = []

@@ -2,9 +2,9 @@
 
 The waveform is cut into patches of ``PATCH_SAMPLES`` (each gives exactly 129 STFT frames),
 consecutive patches overlapping by ``overlap``. Every patch goes through the STFT, the encoder
-once, the selected decoders, and the inverse STFT with the mixture phase; the patches are then
-blended with triangular weights. Only a few patches are held at a time, so memory does not
-depend on the length of the input.
+once, the selected decoders, an optional post-filter (``postfilter.py``), and the inverse STFT
+with the mixture phase; the patches are then blended with triangular weights. Only a few patches
+are held at a time, so memory does not depend on the length of the input.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import torch
 
 from .errors import SeptoolError
 from .network import fold_batchnorm
-from .spectral import PATCH_SAMPLES, Spectrogram, model_magnitude, unit_phase, with_mixture_phase
+from .postfilter import PostFilter
+from .spectral import BINS, PATCH_SAMPLES, Spectrogram, model_magnitude, unit_phase, with_mixture_phase, with_nyquist
 
 Progress = Callable[[int, int], None]
 Sink = Callable[[dict[str, np.ndarray]], None]
@@ -91,6 +92,9 @@ class Separator:
         precision: ``fp32``, ``bf16`` (autocast for the network; STFTs stay fp32) or ``auto``:
             bf16 where it is the fast path (CUDA, CPUs with AMX/AVX-512 bf16), else fp32. On the
             held-out rendered test set bf16 changed no source's SDR by more than 0.005 dB.
+        postfilter: shares the mixture among each stem set that has a requested source; the
+            set's other decoders run too (their stems are not returned). The model must have
+            every member of those sets.
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class Separator:
         batch_size: int | None = None,
         overlap: float = 0.25,
         precision: str = "auto",
+        postfilter: PostFilter | None = None,
     ):
         if not 0 <= overlap < 1:
             raise SeptoolError(f"overlap must be in [0, 1), got {overlap}")
@@ -114,6 +119,13 @@ class Separator:
             model = fold_batchnorm(model).to(self.device, memory_format=torch.channels_last)
         self.model = model
         self.sources = list(sources)
+        if postfilter is not None:
+            wanted = set(self.sources)
+            postfilter = PostFilter(
+                postfilter.kind, tuple(m for m in postfilter.stem_sets if wanted & set(m)), postfilter.iterations
+            )
+        self.postfilter = postfilter if postfilter is not None and postfilter.stem_sets else None
+        self.decoders = list(dict.fromkeys(self.sources + (self.postfilter.sources() if self.postfilter else [])))
         self.batch_size = batch_size
         self.stride = max(1, round(PATCH_SAMPLES * (1 - overlap)))
         self.precision = precision
@@ -134,12 +146,16 @@ class Separator:
         )
         with autocast:
             magnitude = model_magnitude(spec).contiguous(memory_format=torch.channels_last)
-            estimates = self.model.separate_patches(magnitude, self.sources)
+            estimates = self.model.separate_patches(magnitude, self.decoders)
         phase = unit_phase(spec)
-        return {
-            s: self.spectrogram.inverse(with_mixture_phase(est.float(), spec, phase), PATCH_SAMPLES).cpu().numpy()
-            for s, est in estimates.items()
+        filtered = self.postfilter.apply(estimates, spec[..., :BINS, :]) if self.postfilter else {}
+        complete = {
+            s: with_nyquist(filtered[s], filtered[s][..., -1:, :].abs(), spec)
+            if s in filtered
+            else with_mixture_phase(estimates[s].float(), spec, phase)
+            for s in self.sources
         }
+        return {s: self.spectrogram.inverse(c, PATCH_SAMPLES).cpu().numpy() for s, c in complete.items()}
 
     def stream(
         self, blocks: Iterable[np.ndarray], length: int, progress: Progress | None = None

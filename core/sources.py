@@ -41,6 +41,10 @@ class SourceSpec:
             ``None`` to mirror the encoder.
         dataset: how this source's training database is read.
         weights: the trained decoder shipped with the plugin (a ``.safetensors`` file), if any.
+        stem_set: the name of a set of sources that together make up a mixture, such as the
+            built-ins' ``musdb`` (vocals, drums, bass, other). ``septool separate --filter``
+            shares the mixture among the members of a set; a source in no set (a guitar, which
+            is part of ``other``) is never filtered.
     """
 
     name: str
@@ -48,6 +52,7 @@ class SourceSpec:
     decoder_widths: tuple[int, ...] | None = None
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
     weights: Path | Traversable | None = None
+    stem_set: str | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

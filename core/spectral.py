@@ -84,6 +84,14 @@ def with_mixture_phase(
     the network does not see, takes the mixture's Nyquist bin scaled by the estimate's ratio to
     the mixture at the highest bin it does see (clamped to [0, 1]).
     """
-    top_ratio = magnitude[..., -1:, :] / (mixture[..., BINS - 1 : BINS, :].abs() + eps)
+    return with_nyquist(magnitude * phase, magnitude[..., -1:, :], mixture, eps)
+
+
+def with_nyquist(body: torch.Tensor, top: torch.Tensor, mixture: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """A complex estimate of bins 0..1023 completed with the Nyquist bin (see ``with_mixture_phase``).
+
+    ``top`` is the estimate's magnitude at bin 1023.
+    """
+    top_ratio = top / (mixture[..., BINS - 1 : BINS, :].abs() + eps)
     nyquist = mixture[..., BINS:, :] * top_ratio.clamp(0.0, 1.0)
-    return torch.cat([magnitude * phase, nyquist], dim=-2)
+    return torch.cat([body, nyquist], dim=-2)

@@ -12,5 +12,6 @@ def register_sources(register):
             name="bass",
             description="Bass guitar and synth bass",
             weights=files("septool.plugins") / "weights" / "bass.safetensors",
+            stem_set="musdb",
         )
     )

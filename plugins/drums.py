@@ -12,5 +12,6 @@ def register_sources(register):
             name="drums",
             description="Drum kit and percussion",
             weights=files("septool.plugins") / "weights" / "drums.safetensors",
+            stem_set="musdb",
         )
     )

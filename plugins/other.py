@@ -12,5 +12,6 @@ def register_sources(register):
             name="other",
             description="Everything that is not vocals, drums or bass",
             weights=files("septool.plugins") / "weights" / "other.safetensors",
+            stem_set="musdb",
         )
     )

@@ -12,5 +12,6 @@ def register_sources(register):
             name="vocals",
             description="Lead and backing vocals",
             weights=files("septool.plugins") / "weights" / "vocals.safetensors",
+            stem_set="musdb",
         )
     )
