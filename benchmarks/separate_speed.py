@@ -1,9 +1,10 @@
 """Separation speed and memory of the paper-size model, against Open-Unmix, in one run.
 
 Prints seconds to separate the same 60 s stereo file with: septool 4 sources (fp32, bf16),
-1 source, four independent full networks, and Open-Unmix's architecture (one network per
-source, umxhq size, 4 targets) as the baseline; then peak memory for a 60 s and a 10 min file.
-Weights are random: speed does not depend on them. Run: python benchmarks/separate_speed.py
+1 source, the encoder+ size with and without its post-filters, four independent full
+networks, and Open-Unmix's architecture (one network per source, umxhq size, 4 targets) as the
+baseline; then peak memory for a 60 s and a 10 min file. Weights are random: speed does not
+depend on them. Run: python benchmarks/separate_speed.py
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import soundfile as sf
 import torch
 
 from septool.network import ModelConfig, SharedModel
+from septool.postfilter import PostFilter
 from septool.separator import Separator
 from septool.store import ENCODER_FILE, decoder_file, save_decoder, save_encoder
 
@@ -108,6 +110,13 @@ def main() -> None:
         rows[f"septool shared, 1 source, {precision}"] = timed(lambda sep=sep1: sep.separate(audio), args.repeats)
         sep_plus = Separator(plus, SOURCES, args.device, precision=precision)
         rows[f"septool encoder+, 4 sources, {precision}"] = timed(lambda sep=sep_plus: sep.separate(audio), 1)
+        if precision == "bf16":
+            for kind in ("softmask", "wiener"):
+                post = PostFilter(kind, (tuple(SOURCES),))
+                sep_post = Separator(plus, SOURCES, args.device, precision=precision, postfilter=post)
+                rows[f"septool encoder+, 4 sources, bf16, --filter {kind}"] = timed(
+                    lambda sep=sep_post: sep.separate(audio), 1
+                )
         seps = [Separator(net, [s], args.device, precision=precision) for net, s in zip(independent, SOURCES)]
         rows[f"4 independent full networks, {precision}"] = timed(lambda ss=seps: [s.separate(audio) for s in ss], 1)
 
