@@ -74,26 +74,37 @@ def softmask(magnitudes: torch.Tensor, mixture: torch.Tensor, eps: float = 1e-8)
 
 
 def wiener(magnitudes: torch.Tensor, mixture: torch.Tensor, iterations: int = 1, eps: float = 1e-10) -> torch.Tensor:
-    """Multichannel Wiener filter: (S, B, C, F, T) magnitudes -> (S, B, C, F, T) complex estimates.
+    """Multichannel Wiener filter: (S, B, 2, F, T) magnitudes -> (S, B, 2, F, T) complex estimates.
 
     Each iteration updates every source's power spectral density ``v_j(f, t)`` (its power,
     averaged over channels) and spatial covariance ``R_j(f)`` (over the patch's frames), then
     sets ``y_j = v_j R_j (sum_k v_k R_k + sqrt(eps) I)^-1 x``. Values are scaled so that the
     loudest bin is at most 10 while filtering, as in Open-Unmix, which keeps the regularizer
-    small against the signal.
+    small against the signal. Stereo only (the separator's layout), so the 2 x 2 matrices are
+    written out element by element. The filter computes in float64: where one source fills a
+    bin, or the recording is mono, the mixture's covariance is nearly singular, and in float32
+    the estimates would no longer add up to the mixture (Open-Unmix's filter returns NaN there).
     """
-    x = mixture.permute(0, 3, 2, 1)  # B, T, F, C
+    work = torch.device("cpu") if mixture.device.type == "mps" else mixture.device  # MPS has no float64
+    x = mixture.to(work, torch.complex128)  # B, 2, F, T
     scale = torch.clamp(x.abs().amax(dim=(1, 2, 3)) / 10, min=1)[:, None, None, None]
     x = x / scale
-    y = magnitudes.permute(0, 1, 4, 3, 2) / scale * (x / x.abs().clamp_min(torch.finfo(x.real.dtype).tiny))
-    channels = x.shape[-1]
-    identity = torch.eye(channels, dtype=x.dtype, device=x.device)
+    phase = x / x.abs().clamp_min(torch.finfo(torch.float64).tiny)
+    y = magnitudes.to(work, torch.float64) / scale * phase  # S, B, 2, F, T
+    regularizer = eps**0.5
     for _ in range(iterations):
-        power = (y.real.square() + y.imag.square()).mean(-1)  # S, B, T, F
-        outer = y[..., :, None] * y[..., None, :].conj()  # S, B, T, F, C, C
-        covariance = outer.sum(2) / (power.sum(2) + eps)[..., None, None]  # S, B, F, C, C
-        weighted = power[..., None, None] * covariance[:, :, None]  # S, B, T, F, C, C
-        inverse = torch.linalg.inv(weighted.sum(0) + eps**0.5 * identity)
-        gain = weighted @ inverse
-        y = (gain @ x[..., None]).squeeze(-1)
-    return (y * scale).permute(0, 1, 4, 3, 2)
+        energy = y.real.square() + y.imag.square()  # S, B, 2, F, T
+        power = energy.mean(2)  # S, B, F, T
+        weight = power.sum(-1) + eps  # S, B, F
+        r00, r11 = (energy[:, :, c].sum(-1) / weight for c in (0, 1))
+        r01 = (y[:, :, 0] * y[:, :, 1].conj()).sum(-1) / weight
+        c00 = (power * r00[..., None]).sum(0) + regularizer  # B, F, T
+        c11 = (power * r11[..., None]).sum(0) + regularizer
+        c01 = (power * r01[..., None]).sum(0)
+        determinant = c00 * c11 - (c01.real.square() + c01.imag.square())
+        x0, x1 = x[:, 0], x[:, 1]
+        z0 = (c11 * x0 - c01 * x1) / determinant  # (sum_k v_k R_k)^-1 x
+        z1 = (c00 * x1 - c01.conj() * x0) / determinant
+        r00, r11, r01 = r00[..., None], r11[..., None], r01[..., None]
+        y = power[:, :, None] * torch.stack([r00 * z0 + r01 * z1, r01.conj() * z0 + r11 * z1], dim=2)
+    return (y * scale).to(mixture.device, mixture.dtype)

@@ -39,6 +39,18 @@ def test_exact_estimates_of_sources_in_separate_bins_are_recovered():
         torch.testing.assert_close(filtered, sources, atol=1e-4, rtol=1e-4)
 
 
+def test_a_mono_recording_is_filtered_into_mono_stems_that_add_up():
+    """Identical channels make every covariance singular (Open-Unmix's filter returns NaN there)."""
+    one = random_mixture((1, 1, 64, 129), seed=4) * 30
+    mixture = torch.cat([one, one], dim=1)
+    magnitudes = torch.rand((4, 1, 1, 64, 129), generator=torch.Generator().manual_seed(5)).expand(-1, -1, 2, -1, -1)
+    shares = wiener(magnitudes * mixture.abs(), mixture)
+    assert torch.isfinite(shares).all()
+    torch.testing.assert_close(shares[:, :, 0], shares[:, :, 1])
+    # the regularizer takes up to 1 % of the quietest bins; in float32 the sum was off by 125 (of 150)
+    torch.testing.assert_close(shares.sum(0), mixture, atol=1e-2, rtol=1e-3)
+
+
 def reference_wiener(magnitudes: np.ndarray, mixture: np.ndarray, iterations: int, eps=1e-10) -> np.ndarray:
     """The filter written bin by bin from its formulas: (S, C, F, T) magnitudes, (C, F, T) mixture."""
     n_sources, channels, bins, frames = magnitudes.shape
@@ -89,7 +101,7 @@ def test_separated_stems_add_up_to_the_input_only_with_a_post_filter():
     for kind in ("softmask", "wiener"):
         post = PostFilter(kind, (tuple(BUILTIN),))
         stems = Separator(model, BUILTIN, postfilter=post).separate(audio)
-        assert snr_db(audio, sum(stems.values())) > 80, kind  # float error (115 dB and more measured)
+        assert snr_db(audio, sum(stems.values())) > 80, kind  # float error (114.7 and 138.8 dB measured)
 
 
 def test_one_source_of_a_set_runs_every_decoder_of_the_set_and_others_pass_through():
