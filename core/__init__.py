@@ -1,7 +1,8 @@
 """septool: music source separation with a shared encoder and independent decoders.
 
 The public API: source plugins use ``hookimpl``, ``SourceSpec`` and ``DatasetSpec``;
-applications use ``separate``, ``load_model``, ``Separator`` and ``train``.
+applications use ``separate``, ``load_model``, ``Separator`` (with an optional ``PostFilter``) and
+``train``.
 """
 
 from .api import (
@@ -19,6 +20,7 @@ from .api import (
 from .errors import SeptoolError
 from .hookspecs import hookimpl
 from .network import ModelConfig, SharedModel
+from .postfilter import PostFilter
 from .separator import Separator
 from .sources import DatasetSpec, SourceSpec
 from .trainer import TrainConfig, TrainResult
@@ -31,6 +33,7 @@ __all__ = [
     "DatasetSpec",
     "LoadedModel",
     "ModelConfig",
+    "PostFilter",
     "SeparatedTrack",
     "Separator",
     "SeptoolError",
