@@ -126,6 +126,10 @@ class Separator:
             )
         self.postfilter = postfilter if postfilter is not None and postfilter.stem_sets else None
         self.decoders = list(dict.fromkeys(self.sources + (self.postfilter.sources() if self.postfilter else [])))
+        known = getattr(model, "sources", None)  # a SharedModel's decoders
+        missing = [s for s in self.decoders if known is not None and s not in known]
+        if missing:
+            raise SeptoolError(f"the model has no decoder for {', '.join(missing)}; it has {', '.join(known)}")
         self.batch_size = batch_size
         self.stride = max(1, round(PATCH_SAMPLES * (1 - overlap)))
         self.precision = precision

@@ -121,6 +121,8 @@ def test_one_source_of_a_set_runs_every_decoder_of_the_set_and_others_pass_throu
 
 
 def test_bad_post_filter_settings_are_refused():
+    with pytest.raises(SeptoolError, match="the model has no decoder for drums, other; it has vocals, bass"):
+        Separator(tiny_model(["vocals", "bass"]), ["vocals"], postfilter=MUSDB_SET)
     with pytest.raises(SeptoolError, match="unknown post-filter 'median'"):
         PostFilter("median", (tuple(BUILTIN),))
     with pytest.raises(SeptoolError, match="at least 1 iteration"):
