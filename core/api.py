@@ -172,7 +172,8 @@ def separate(
     of the chosen sources (``postfilter.py``); the set's other decoders run too.
     Every input is checked before anything is separated. Each stem is written to a temporary
     file and renamed into place when complete, so a failure leaves no partial output.
-    ``progress(track, done_samples, total_samples)`` is called after every batch of patches.
+    ``progress(track, done_samples, total_samples)`` is called after every batch of patches; with
+    the Wiener filter, which reads each input twice, the total counts both passes.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -254,8 +255,14 @@ def _separate_file(separator, info, out_dir, filename, fmt, bits, progress) -> S
             remaining[source] -= chunk.shape[1]
             writers[source].write(chunk)
 
-        report = (lambda done, total: progress(info.path, done, total)) if progress else None
-        for part in separator.stream(audio_io.read_at_model_rate(info), info.frames_at_model_rate, report):
+        length, passes = info.frames_at_model_rate, 2 if separator.needs_covariances else 1
+
+        def report(offset: int):
+            return (lambda done, total: progress(info.path, offset + done, passes * total)) if progress else None
+
+        covariances = separator.covariances(audio_io.read_at_model_rate(info), length, report(0))
+        blocks = audio_io.read_at_model_rate(info)
+        for part in separator.stream(blocks, length, report((passes - 1) * length), covariances):
             for s, chunk in part.items():
                 for out in back[s].push(chunk):
                     emit(s, out)

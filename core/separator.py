@@ -4,7 +4,9 @@ The waveform is cut into patches of ``PATCH_SAMPLES`` (each gives exactly 129 ST
 consecutive patches overlapping by ``overlap``. Every patch goes through the STFT, the encoder
 once, the selected decoders, an optional post-filter (``postfilter.py``), and the inverse STFT
 with the mixture phase; the patches are then blended with triangular weights. Only a few patches
-are held at a time, so memory does not depend on the length of the input.
+are held at a time, so memory does not depend on the length of the input. The Wiener post-filter
+reads the input twice: a first pass (``covariances``) sums its spatial statistics over the whole
+recording.
 """
 
 from __future__ import annotations
@@ -20,11 +22,22 @@ import torch
 
 from .errors import SeptoolError
 from .network import fold_batchnorm
-from .postfilter import PostFilter
-from .spectral import BINS, PATCH_SAMPLES, Spectrogram, model_magnitude, unit_phase, with_mixture_phase, with_nyquist
+from .postfilter import CovarianceSums, PostFilter, SpatialCovariances, add_sums, spatial_covariances
+from .spectral import (
+    BINS,
+    HOP,
+    PATCH_FRAMES,
+    PATCH_SAMPLES,
+    Spectrogram,
+    model_magnitude,
+    unit_phase,
+    with_mixture_phase,
+    with_nyquist,
+)
 
 Progress = Callable[[int, int], None]
 Sink = Callable[[dict[str, np.ndarray]], None]
+Covariances = dict[tuple[str, ...], SpatialCovariances]
 
 
 class PatchModel(Protocol):
@@ -139,8 +152,13 @@ class Separator:
     def patch_count(self, length: int) -> int:
         return 1 if length <= PATCH_SAMPLES else math.ceil((length - PATCH_SAMPLES) / self.stride) + 1
 
-    @torch.inference_mode()
-    def _run(self, patches: np.ndarray) -> dict[str, np.ndarray]:
+    @property
+    def needs_covariances(self) -> bool:
+        """Whether ``stream`` needs ``covariances``: a first pass over the same input."""
+        return self.postfilter is not None and self.postfilter.needs_covariances
+
+    def _estimate(self, patches: np.ndarray, sources: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The patches' complex STFT and the sources' magnitude estimates."""
         audio = torch.from_numpy(patches).to(self.device)
         spec = self.spectrogram(audio)
         autocast = (
@@ -150,9 +168,44 @@ class Separator:
         )
         with autocast:
             magnitude = model_magnitude(spec).contiguous(memory_format=torch.channels_last)
-            estimates = self.model.separate_patches(magnitude, self.decoders)
+            estimates = self.model.separate_patches(magnitude, sources)
+        return spec, estimates
+
+    @torch.inference_mode()
+    def covariances(
+        self, blocks: Iterable[np.ndarray], length: int, progress: Progress | None = None
+    ) -> Covariances | None:
+        """The Wiener post-filter's first pass: each stem set's spatial covariances over the recording.
+
+        ``blocks`` and ``length`` as for ``stream`` (the same audio, read once more). The network
+        runs over patches that tile the audio without overlapping (at the default overlap, 0.75 of
+        the work of ``stream``); frames past the end of the audio are left out. None when the
+        post-filter needs no covariances.
+        """
+        if not self.needs_covariances:
+            return None
+        if length <= 0:
+            raise SeptoolError("nothing to separate: the audio is empty")
+        sums: CovarianceSums | None = None
+        tiles = _tiles(blocks, length)
+        count = math.ceil(length / PATCH_SAMPLES)
+        for first in range(0, count, self.batch_size):
+            patches = np.stack([next(tiles) for _ in range(first, min(first + self.batch_size, count))])
+            spec, estimates = self._estimate(patches, self.postfilter.sources())
+            inside = length - (first + np.arange(len(patches))) * PATCH_SAMPLES  # samples of audio in each patch
+            frames = torch.arange(PATCH_FRAMES) * HOP < torch.from_numpy(inside)[:, None]  # B, T
+            kept = frames[:, None, None, :].to(self.device)
+            estimates = {s: e.float() * kept for s, e in estimates.items()}
+            sums = add_sums(sums, self.postfilter.covariance_sums(estimates, spec[..., :BINS, :]))
+            if progress is not None:
+                progress(min(length, (first + len(patches)) * PATCH_SAMPLES), length)
+        return spatial_covariances(sums)
+
+    @torch.inference_mode()
+    def _run(self, patches: np.ndarray, covariances: Covariances | None = None) -> dict[str, np.ndarray]:
+        spec, estimates = self._estimate(patches, self.decoders)
         phase = unit_phase(spec)
-        filtered = self.postfilter.apply(estimates, spec[..., :BINS, :]) if self.postfilter else {}
+        filtered = self.postfilter.apply(estimates, spec[..., :BINS, :], covariances) if self.postfilter else {}
         complete = {
             s: with_nyquist(filtered[s], filtered[s][..., -1:, :].abs(), spec)
             if s in filtered
@@ -162,14 +215,21 @@ class Separator:
         return {s: self.spectrogram.inverse(c, PATCH_SAMPLES).cpu().numpy() for s, c in complete.items()}
 
     def stream(
-        self, blocks: Iterable[np.ndarray], length: int, progress: Progress | None = None
+        self,
+        blocks: Iterable[np.ndarray],
+        length: int,
+        progress: Progress | None = None,
+        covariances: Covariances | None = None,
     ) -> Iterator[dict[str, np.ndarray]]:
         """Separate a stream of (2, n) blocks totalling ``length`` samples.
 
-        Yields dicts of (2, m) float32 blocks per source, in order, totalling ``length``.
+        Yields dicts of (2, m) float32 blocks per source, in order, totalling ``length``. With the
+        Wiener post-filter (``needs_covariances``), pass ``covariances(...)`` of the same audio.
         """
         if length <= 0:
             raise SeptoolError("nothing to separate: the audio is empty")
+        if self.needs_covariances and covariances is None:
+            raise SeptoolError("the Wiener post-filter needs the recording's covariances: pass covariances=")
         blocks = iter(blocks)
         n_patches = self.patch_count(length)
         inbuf = np.zeros((2, 0), dtype=np.float32)
@@ -189,7 +249,7 @@ class Separator:
             for i, start in enumerate(starts):
                 chunk = inbuf[:, start - in_origin : start - in_origin + PATCH_SAMPLES]
                 patches[i, :, : chunk.shape[1]] = chunk
-            separated = self._run(patches)
+            separated = self._run(patches, covariances)
 
             grow = need - out_origin - weight.shape[0]
             if grow > 0:
@@ -218,5 +278,25 @@ class Separator:
         audio = audio.cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio, dtype=np.float32)
         if audio.ndim != 2 or audio.shape[0] != 2:
             raise SeptoolError(f"expected stereo audio of shape (2, samples), got {tuple(audio.shape)}")
-        parts = list(self.stream([audio], audio.shape[1], progress))
+        covariances = self.covariances([audio], audio.shape[1])
+        parts = list(self.stream([audio], audio.shape[1], progress, covariances))
         return {s: np.concatenate([p[s] for p in parts], axis=1) for s in self.sources}
+
+
+def _tiles(blocks: Iterable[np.ndarray], length: int) -> Iterator[np.ndarray]:
+    """Consecutive (2, PATCH_SAMPLES) patches of a stream of blocks, the last one zero-padded."""
+    buffer = np.zeros((2, 0), dtype=np.float32)
+    read = 0
+    blocks = iter(blocks)
+    for start in range(0, length, PATCH_SAMPLES):
+        while buffer.shape[1] < min(PATCH_SAMPLES, length - start):
+            block = next(blocks, None)
+            if block is None:
+                raise SeptoolError(f"the audio stream ended after {read} of {length} samples")
+            read += block.shape[1]
+            buffer = np.concatenate([buffer, block.astype(np.float32, copy=False)], axis=1)
+        patch = np.zeros((2, PATCH_SAMPLES), dtype=np.float32)
+        taken = buffer[:, : min(PATCH_SAMPLES, length - start)]
+        patch[:, : taken.shape[1]] = taken
+        buffer = buffer[:, taken.shape[1] :]
+        yield patch

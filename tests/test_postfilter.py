@@ -7,7 +7,7 @@ from test_plugins import GOOD_PLUGIN
 from test_signal_path import snr_db
 
 from septool.errors import SeptoolError
-from septool.postfilter import PostFilter, softmask, wiener
+from septool.postfilter import PostFilter, SpatialCovariances, covariance_sums, softmask, wiener
 from septool.separator import Separator
 from septool.spectral import PATCH_SAMPLES
 
@@ -93,6 +93,34 @@ class BinGains:
         return {s: magnitude * self.gains[s] for s in sources}
 
 
+def test_covariances_of_the_patch_itself_give_the_patch_filter():
+    magnitudes, mixture = torch.rand(4, 1, 2, 64, 129) * 3, random_mixture()
+    own = SpatialCovariances.from_sums(covariance_sums(magnitudes, mixture))
+    torch.testing.assert_close(wiener(magnitudes, mixture, 2, own), wiener(magnitudes, mixture, 2))
+    elsewhere = SpatialCovariances(own.r00, own.r11, own.r01.conj())  # another recording's stereo image
+    assert (wiener(magnitudes, mixture, 1, elsewhere) - wiener(magnitudes, mixture)).abs().max() > 0.1
+
+
+class AnswersSilence(BinGains):
+    """Bin gains, and a magnitude of 1 wherever the mixture is silent (as a network's biases give)."""
+
+    def separate_patches(self, magnitude, sources):
+        return {s: e + (magnitude == 0) for s, e in super().separate_patches(magnitude, sources).items()}
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_the_separator_sums_covariances_over_the_recording_and_not_past_its_end(batch_size):
+    """Left = 2 x right in every frame, so every source's spatial covariance is [[4, 2], [2, 1]] / 2.5."""
+    right = np.random.default_rng(2).standard_normal(2 * PATCH_SAMPLES + 999).astype(np.float32) * 0.1
+    audio = np.stack([2 * right, right])
+    separator = Separator(AnswersSilence(BUILTIN), BUILTIN, batch_size=batch_size, postfilter=MUSDB_SET)
+    covariances = separator.covariances([audio[:, :5000], audio[:, 5000:]], audio.shape[1])[tuple(BUILTIN)]
+    for got, expected in zip((covariances.r00, covariances.r11, covariances.r01), (1.6, 0.4, 0.8)):
+        torch.testing.assert_close(got, torch.full_like(got, expected), rtol=1e-6, atol=1e-6)
+    with pytest.raises(SeptoolError, match="needs the recording's covariances"):
+        next(separator.stream([audio], audio.shape[1]))
+
+
 def test_separated_stems_add_up_to_the_input_only_with_a_post_filter():
     model = BinGains(BUILTIN)
     audio = np.random.default_rng(0).standard_normal((2, 2 * PATCH_SAMPLES + 999)).astype(np.float32) * 0.1
@@ -112,7 +140,8 @@ def test_one_source_of_a_set_runs_every_decoder_of_the_set_and_others_pass_throu
     audio = np.random.default_rng(1).standard_normal((2, PATCH_SAMPLES)).astype(np.float32) * 0.1
     alone = Separator(model, ["vocals", "guitar"], precision="fp32", postfilter=MUSDB_SET).separate(audio)
     assert set(alone) == {"vocals", "guitar"}
-    assert calls == {**dict.fromkeys(BUILTIN, 1), "guitar": 1}
+    # the Wiener filter's first pass (its covariances) runs the set's decoders, not guitar's
+    assert calls == {**dict.fromkeys(BUILTIN, 2), "guitar": 1}
     together = Separator(model, BUILTIN, precision="fp32", postfilter=MUSDB_SET).separate(audio)
     np.testing.assert_allclose(alone["vocals"], together["vocals"], atol=1e-6)
     plain = Separator(model, ["vocals", "guitar"], precision="fp32").separate(audio)
