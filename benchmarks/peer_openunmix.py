@@ -189,17 +189,21 @@ def load_network(path: Path) -> torch.nn.Module:
     return net
 
 
-def load_separator(folder: Path, niter: int, device: str) -> torch.nn.Module:
+def load_separator(folder: Path, niter: int, device: str, window: int | None = 300) -> torch.nn.Module:
     umx = openunmix()
     nets = {}
     for source in MUSDB_STEMS:
         nets[source] = load_network(folder / f"{source}.safetensors").eval()
-    separator = umx.model.Separator(nets, niter=niter, n_fft=N_FFT, n_hop=HOP, nb_channels=2, sample_rate=RATE)
+    separator = umx.model.Separator(
+        nets, niter=niter, n_fft=N_FFT, n_hop=HOP, nb_channels=2, sample_rate=RATE, wiener_win_len=window
+    )
     return separator.to(device).eval()
 
 
-def evaluate(folder: Path, musdb: Path, subset: str, out: Path, niter: int, device: str, jobs: int) -> None:
-    separator = load_separator(folder, niter, device)
+def evaluate(
+    folder: Path, musdb: Path, subset: str, out: Path, niter: int, device: str, jobs: int, window: int | None
+) -> None:
+    separator = load_separator(folder, niter, device, window)
     tracks = tracks_from_musdb(musdb, subset, list(MUSDB_STEMS))
 
     def estimate(track):
@@ -209,7 +213,7 @@ def evaluate(folder: Path, musdb: Path, subset: str, out: Path, niter: int, devi
         return {s: stems[i] for i, s in enumerate(MUSDB_STEMS)}
 
     results = evaluate_tracks(tracks, estimate, jobs)
-    write_results(results, out, f"Open-Unmix peer {folder} (Wiener niter={niter})")
+    write_results(results, out, f"Open-Unmix peer {folder} (Wiener niter={niter}, window {window or 'whole track'})")
     for source, metrics in results.summary().items():
         print(f"{source:7s} SDR {metrics['SDR']:6.2f}  SIR {metrics['SIR']:6.2f}")
 
@@ -230,6 +234,12 @@ def main() -> None:
     parser.add_argument("--remix", type=float, default=0.0, help="chance a crop's rest comes from another song")
     parser.add_argument("--subset", default="test")
     parser.add_argument("--niter", type=int, default=1, help="Wiener iterations (Open-Unmix's default: 1)")
+    parser.add_argument(
+        "--wiener-window",
+        type=int,
+        default=300,
+        help="frames over which the Wiener filter estimates spatial covariances (its default: 300; 0: whole track)",
+    )
     parser.add_argument("-o", "--out", type=Path, default=Path("results-openunmix"))
     parser.add_argument("-j", "--jobs", type=int, default=1, help="tracks scored in parallel")
     args = parser.parse_args()
@@ -248,7 +258,8 @@ def main() -> None:
             args.remix,
         )
     else:
-        evaluate(args.folder, args.musdb, args.subset, args.out, args.niter, args.device, args.jobs)
+        window = args.wiener_window or None
+        evaluate(args.folder, args.musdb, args.subset, args.out, args.niter, args.device, args.jobs, window)
 
 
 if __name__ == "__main__":
