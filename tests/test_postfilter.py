@@ -6,6 +6,7 @@ from conftest import BUILTIN, save_model, tiny_model
 from test_plugins import GOOD_PLUGIN
 from test_signal_path import snr_db
 
+import septool
 from septool.errors import SeptoolError
 from septool.postfilter import PostFilter, SpatialCovariances, covariance_sums, softmask, wiener
 from septool.separator import Separator
@@ -174,6 +175,16 @@ def test_cli_filter_writes_only_the_chosen_stems(cli, tmp_path, song, tiny_model
     assert code == 0, err
     filtered, plain = (sf.read(tmp_path / d / "song" / "vocals.wav")[0] for d in ("f", "p"))
     assert filtered.shape == plain.shape and np.abs(filtered - plain).max() > 1e-3
+
+
+def test_the_wiener_filter_reports_progress_over_both_of_its_passes(tmp_path, song, tiny_model_dir):
+    calls = []
+    septool.separate(song, tmp_path / "o", model=tiny_model_dir, postfilter="wiener",
+                     progress=lambda track, done, total: calls.append((done, total)))  # fmt: skip
+    frames = sf.info(song).frames
+    assert {total for _, total in calls} == {2 * frames}
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and frames in done and done[-1] == 2 * frames
 
 
 def test_cli_filter_errors_are_one_line_and_write_nothing(cli, tmp_path, song, tiny_model_dir, install_plugin):
