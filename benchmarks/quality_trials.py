@@ -9,7 +9,8 @@ Variants (all on top of the shipped separator's patches and overlap-add):
   clip      each estimate capped at the mixture's magnitude: min(est_j, |X|)
   sumcap    the estimates scaled down where their sum exceeds the mixture, never up:
             est_j * min(1, |X| / sum_k est_k)
-  wiener    the multichannel Wiener filter, one EM iteration, on each patch (`--filter wiener`)
+  wiener    the multichannel Wiener filter, one EM iteration, with the covariances of the whole
+            recording (`--filter wiener`)
   swap      test-time channel swap: the mean of the estimates for L/R and for R/L swapped back
 A step is worth making the default only if it raises SDR on the held-out set (docs/model-card.md).
 """

@@ -61,7 +61,9 @@ def separate(
     postfilter: Annotated[
         str, typer.Option("--filter", help="none, softmask or wiener: share the mixture among a stem set's estimates.")
     ] = "none",
-    wiener_iterations: Annotated[int, typer.Option(help="EM iterations of --filter wiener.")] = 1,
+    wiener_iterations: Annotated[
+        int, typer.Option(help="EM iterations of --filter wiener (the first with the whole song's covariances).")
+    ] = 1,
 ) -> None:
     """Separate songs into stems."""
     with Progress(
@@ -284,7 +286,9 @@ def evaluate(
     postfilter: Annotated[
         str, typer.Option("--filter", help="none, softmask or wiener: share the mixture among a stem set's estimates.")
     ] = "none",
-    wiener_iterations: Annotated[int, typer.Option(help="EM iterations of --filter wiener.")] = 1,
+    wiener_iterations: Annotated[
+        int, typer.Option(help="EM iterations of --filter wiener (the first with the whole song's covariances).")
+    ] = 1,
 ) -> None:
     """Score separations with BSSEval v4 (museval): median over 1 s windows, mean over tracks."""
     with Progress(TextColumn("[bold]evaluating"), BarColumn(), TextColumn("{task.completed}/{task.total} tracks"),
