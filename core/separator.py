@@ -229,7 +229,10 @@ class Separator:
         if length <= 0:
             raise SeptoolError("nothing to separate: the audio is empty")
         if self.needs_covariances and covariances is None:
-            raise SeptoolError("the Wiener post-filter needs the recording's covariances: pass covariances=")
+            raise SeptoolError(
+                "the Wiener post-filter needs the recording's covariances: pass covariances=, from "
+                "Separator.covariances on the same audio"
+            )
         blocks = iter(blocks)
         n_patches = self.patch_count(length)
         inbuf = np.zeros((2, 0), dtype=np.float32)
