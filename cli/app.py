@@ -16,6 +16,13 @@ import septool
 from septool.plugin_manager import registry
 
 LOSS_HELP = "l1 (the paper's) or mse on normalized magnitudes; mse-raw on magnitudes."
+# the post-filter options that separate and evaluate share
+PostFilterOption = Annotated[
+    str, typer.Option("--filter", help="none, softmask or wiener: share the mixture among a stem set's estimates.")
+]
+WienerIterationsOption = Annotated[
+    int, typer.Option(help="EM iterations of --filter wiener (the first with the whole song's covariances).")
+]
 app = typer.Typer(
     help="Music source separation with a shared encoder and one decoder per source.",
     no_args_is_help=True,
@@ -58,12 +65,8 @@ def separate(
     ] = None,
     overlap: Annotated[float, typer.Option(help="Overlap between patches, 0 <= overlap < 1.")] = 0.25,
     precision: Annotated[str, typer.Option(help="auto (bf16 where fast: GPU, AMX CPUs), fp32 or bf16.")] = "auto",
-    postfilter: Annotated[
-        str, typer.Option("--filter", help="none, softmask or wiener: share the mixture among a stem set's estimates.")
-    ] = "none",
-    wiener_iterations: Annotated[
-        int, typer.Option(help="EM iterations of --filter wiener (the first with the whole song's covariances).")
-    ] = 1,
+    postfilter: PostFilterOption = "none",
+    wiener_iterations: WienerIterationsOption = 1,
 ) -> None:
     """Separate songs into stems."""
     with Progress(
@@ -283,12 +286,8 @@ def evaluate(
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="Tracks scored in parallel.")] = 1,
     device: Annotated[str, typer.Option("-d", "--device", help="cpu, cuda or mps.")] = "cpu",
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16 separation.")] = "auto",
-    postfilter: Annotated[
-        str, typer.Option("--filter", help="none, softmask or wiener: share the mixture among a stem set's estimates.")
-    ] = "none",
-    wiener_iterations: Annotated[
-        int, typer.Option(help="EM iterations of --filter wiener (the first with the whole song's covariances).")
-    ] = 1,
+    postfilter: PostFilterOption = "none",
+    wiener_iterations: WienerIterationsOption = 1,
 ) -> None:
     """Score separations with BSSEval v4 (museval): median over 1 s windows, mean over tracks."""
     with Progress(TextColumn("[bold]evaluating"), BarColumn(), TextColumn("{task.completed}/{task.total} tracks"),
