@@ -1,6 +1,8 @@
 """Optional quality steps, each scored against the plain separator on the same tracks.
 
-    python benchmarks/quality_trials.py MODEL_DIR --musdb ROOT [--subset test] [-j 2]
+    python benchmarks/quality_trials.py [MODEL_DIR] --musdb ROOT [--subset test] [-j 2]
+
+MODEL_DIR defaults to the shipped model.
 
 Variants (all on top of the shipped separator's patches and overlap-add):
   plain     the estimated magnitudes with the mixture's phase (`septool separate`'s default)
@@ -27,7 +29,7 @@ import torch
 import septool
 from septool.evaluate import evaluate_tracks, tracks_from_musdb, write_results
 from septool.postfilter import PostFilter
-from septool.separator import Separator
+from septool.separator import Covariances, Separator
 from septool.spectral import PATCH_SAMPLES, model_magnitude, unit_phase, with_mixture_phase
 
 VARIANTS = ("plain", "softmask", "powermask", "clip", "sumcap", "wiener", "swap")
@@ -42,7 +44,8 @@ class TrialSeparator(Separator):
         self.variant = variant
 
     @torch.inference_mode()
-    def _run(self, patches: np.ndarray) -> dict[str, np.ndarray]:
+    def _run(self, patches: np.ndarray, covariances: Covariances | None = None) -> dict[str, np.ndarray]:
+        """One batch of patches, as the plain separator's (no post-filter, so no ``covariances``)."""
         audio = torch.from_numpy(patches).to(self.device)
         spec = self.spectrogram(audio)
         magnitude = model_magnitude(spec).contiguous(memory_format=torch.channels_last)
@@ -67,7 +70,7 @@ class TrialSeparator(Separator):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path)
+    parser.add_argument("model", type=Path, nargs="?", help="model directory (default: the shipped model)")
     parser.add_argument("--musdb", type=Path, required=True)
     parser.add_argument("--subset", default="test")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
@@ -87,7 +90,7 @@ def main() -> None:
                 loaded.model, loaded.sources, precision="fp32", overlap=args.overlap, variant=variant
             )
         results = evaluate_tracks(tracks, lambda t, sep=separator: sep.separate(t.mixture), args.jobs)
-        write_results(results, args.out / variant, f"{args.model} ({variant})")
+        write_results(results, args.out / variant, f"{args.model or 'shipped model'} ({variant})")
         table[variant] = {s: m["SDR"] for s, m in results.summary().items()}
         print(variant, {s: round(v, 2) for s, v in table[variant].items()}, flush=True)
     print(f"{'variant':10s}" + "".join(f"{s:>9s}" for s in loaded.sources) + "   (SDR dB; change against plain)")
