@@ -14,6 +14,7 @@ Variants (all on top of the shipped separator's patches and overlap-add):
   wiener    the multichannel Wiener filter, one EM iteration, with the covariances of the whole
             recording (`--filter wiener`)
   swap      test-time channel swap: the mean of the estimates for L/R and for R/L swapped back
+  residual  other as what the rest leaves of the mixture: max(|X| - sum of the other estimates, 0)
 A step is worth making the default only if it raises SDR on the held-out set (docs/model-card.md).
 """
 
@@ -32,7 +33,7 @@ from septool.postfilter import PostFilter
 from septool.separator import Covariances, Separator
 from septool.spectral import PATCH_SAMPLES, model_magnitude, unit_phase, with_mixture_phase
 
-VARIANTS = ("plain", "softmask", "powermask", "clip", "sumcap", "wiener", "swap")
+VARIANTS = ("plain", "softmask", "powermask", "clip", "sumcap", "wiener", "swap", "residual")
 POSTFILTERED = ("softmask", "wiener")
 
 
@@ -59,6 +60,9 @@ class TrialSeparator(Separator):
         if self.variant == "sumcap":
             scale = torch.clamp(magnitude / (sum(estimates.values()) + 1e-8), max=1)
             estimates = {s: e * scale for s, e in estimates.items()}
+        if self.variant == "residual":
+            rest = sum(e for s, e in estimates.items() if s != "other")
+            estimates["other"] = torch.clamp(magnitude - rest, min=0)
         if self.variant == "clip":
             estimates = {s: torch.minimum(e, magnitude) for s, e in estimates.items()}
         phase = unit_phase(spec)
@@ -79,6 +83,8 @@ def main() -> None:
     parser.add_argument("-o", "--out", type=Path, default=Path("results-trials"))
     args = parser.parse_args()
     loaded = septool.load_model(args.model)
+    if "residual" in args.variants and "other" not in loaded.sources:
+        parser.error("the residual variant needs an 'other' source")
     tracks = tracks_from_musdb(args.musdb, args.subset, loaded.sources)
     table = {}
     for variant in args.variants:

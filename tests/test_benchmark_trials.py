@@ -30,3 +30,17 @@ def test_the_plain_trial_is_the_separators_own_output():
     trial = quality_trials.TrialSeparator(model, SOURCES, precision="fp32", variant="plain").separate(audio)
     for source in SOURCES:
         np.testing.assert_allclose(trial[source], shipped[source], atol=1e-5)
+
+
+def test_the_residual_trial_gives_other_what_the_rest_leaves_of_the_mixture():
+    model = tiny_model()
+    audio = song()
+    plain = quality_trials.TrialSeparator(model, SOURCES, precision="fp32", variant="plain").separate(audio)
+    residual = quality_trials.TrialSeparator(model, SOURCES, precision="fp32", variant="residual").separate(audio)
+    for source in ("vocals", "drums", "bass"):
+        np.testing.assert_allclose(residual[source], plain[source], atol=1e-5)
+    assert np.abs(residual["other"] - plain["other"]).max() > 1e-2  # other alone changed
+    # where the three estimates leave little, other gets little: with the mixture's phase, the four
+    # stems add up to the mixture wherever the rest does not exceed it
+    rest = sum(plain[s] for s in ("vocals", "drums", "bass"))
+    assert np.abs(residual["other"] + rest - audio).mean() < np.abs(plain["other"] + rest - audio).mean()
