@@ -47,12 +47,11 @@ class TrialSeparator(Separator):
     @torch.inference_mode()
     def _run(self, patches: np.ndarray, covariances: Covariances | None = None) -> dict[str, np.ndarray]:
         """One batch of patches, as the plain separator's (no post-filter, so no ``covariances``)."""
-        audio = torch.from_numpy(patches).to(self.device)
-        spec = self.spectrogram(audio)
-        magnitude = model_magnitude(spec).contiguous(memory_format=torch.channels_last)
-        estimates = {s: e.float() for s, e in self.model.separate_patches(magnitude, self.sources).items()}
+        spec, estimates = self._estimate(patches, self.sources)
+        estimates = {s: e.float() for s, e in estimates.items()}
+        magnitude = model_magnitude(spec)
         if self.variant == "swap":
-            swapped = self.model.separate_patches(magnitude.flip(1).contiguous(), self.sources)
+            _, swapped = self._estimate(np.ascontiguousarray(patches[:, ::-1]), self.sources)
             estimates = {s: (e + swapped[s].float().flip(1)) / 2 for s, e in estimates.items()}
         if self.variant == "powermask":
             total = sum(e.square() for e in estimates.values()) + 1e-12

@@ -44,3 +44,14 @@ def test_the_residual_trial_gives_other_what_the_rest_leaves_of_the_mixture():
     # stems add up to the mixture wherever the rest does not exceed it
     rest = sum(plain[s] for s in ("vocals", "drums", "bass"))
     assert np.abs(residual["other"] + rest - audio).mean() < np.abs(plain["other"] + rest - audio).mean()
+
+
+def test_the_swap_trial_is_the_mean_of_both_channel_orders():
+    model = tiny_model()
+    audio = song()
+    plain = quality_trials.TrialSeparator(model, SOURCES, precision="fp32", variant="plain")
+    swap = quality_trials.TrialSeparator(model, SOURCES, precision="fp32", variant="swap").separate(audio)
+    forward, backward = plain.separate(audio), plain.separate(audio[::-1].copy())
+    for source in SOURCES:  # the estimates are averaged before the (linear) inverse STFT
+        np.testing.assert_allclose(swap[source], (forward[source] + backward[source][::-1]) / 2, atol=1e-4)
+    assert np.abs(forward["vocals"] - backward["vocals"][::-1]).max() > 1e-3  # the two orders differ
