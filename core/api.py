@@ -180,15 +180,51 @@ def separate(
     audio_io.check_output_format(fmt, bits)
     _check_template(filename)
     infos = [audio_io.probe(p) for p in expand_inputs(inputs)]
-    stems = [i.path.stem for i in infos]
-    twice = sorted({s for s in stems if stems.count(s) > 1})
-    if twice and "{track}" in filename:
-        raise SeptoolError(f"two inputs are both named {twice[0]!r}; their outputs would overwrite each other")
     loaded, chosen, post = _prepare(model, sources, postfilter, wiener_iterations)
     out_dir = Path(out_dir)
+    targets = output_paths([i.path for i in infos], out_dir, filename, fmt, chosen)
     _check_writable(out_dir)
     separator = Separator(loaded.model, chosen, device, batch_size, overlap, precision, post)
-    return [_separate_file(separator, info, out_dir, filename, fmt, bits, progress) for info in infos]
+    return [
+        _separate_file(separator, info, paths, fmt, bits, progress) for info, paths in zip(infos, targets, strict=True)
+    ]
+
+
+def output_paths(
+    inputs: Sequence[Path], out_dir: Path, filename: str, fmt: str, sources: Sequence[str]
+) -> list[dict[str, Path]]:
+    """Each input's stem paths from the filename template, checked before anything is written.
+
+    Every path must lie inside ``out_dir`` once resolved (no absolute template, no ``..`` in the
+    template or in a track name such as that of ``...wav``), no two stems may share a path, and
+    no stem may replace an input.
+    """
+    root = out_dir.resolve()
+    replaced = {p.resolve(): p for p in inputs}
+    owners: dict[Path, Path] = {}
+    plans = []
+    for source_file in inputs:
+        paths = {}
+        for source in sources:
+            relative = filename.format(track=source_file.stem, source=source, ext=fmt)
+            resolved = (out_dir / relative).resolve()
+            if not resolved.is_relative_to(root) or resolved == root:
+                raise SeptoolError(
+                    f"{source_file}: its {source} stem {relative!r} (filename template {filename!r}) would lie "
+                    f"outside the output folder {out_dir}"
+                )
+            if resolved in replaced:
+                raise SeptoolError(f"{source_file}: its {source} stem would replace the input {replaced[resolved]}")
+            if resolved in owners:
+                other = owners[resolved]
+                raise SeptoolError(
+                    f"{other} and {source_file} would write the same output {out_dir / relative}"
+                    + (" (put {track} in the filename template)" if other != source_file else "")
+                )
+            owners[resolved] = source_file
+            paths[source] = out_dir / relative
+        plans.append(paths)
+    return plans
 
 
 def _prepare(
@@ -238,8 +274,7 @@ def _prepare(
     return loaded, chosen, PostFilter(postfilter, tuple(tuple(m) for m in sets.values()), iterations)
 
 
-def _separate_file(separator, info, out_dir, filename, fmt, bits, progress) -> SeparatedTrack:
-    targets = {s: out_dir / filename.format(track=info.path.stem, source=s, ext=fmt) for s in separator.sources}
+def _separate_file(separator, info, targets: dict[str, Path], fmt, bits, progress) -> SeparatedTrack:
     writers: dict[str, audio_io.AtomicWriter] = {}
     try:
         for s, path in targets.items():
@@ -428,12 +463,13 @@ def add_decoder(
     """
     from .home import septool_home
     from .sources import DATASET_FORMATS
-    from .transfer import write_local_plugin
+    from .transfer import check_description, write_local_plugin
 
     try:
         SourceSpec(name)
     except ValueError as err:
         raise SeptoolError(str(err)) from None
+    check_description(description)
     if encoder not in ENCODER_MODES:
         raise SeptoolError(f"unknown encoder mode {encoder!r}; choose frozen or finetune")
     reg = registry()

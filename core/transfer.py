@@ -97,7 +97,7 @@ build-backend = "setuptools.build_meta"
 [project]
 name = "septool-{dash}"
 version = "0.1.0"
-description = "septool source plugin: {description}"
+description = {toml_description}
 readme = "README.md"
 requires-python = ">=3.10"
 dependencies = ["septool"]
@@ -112,7 +112,7 @@ packages = ["septool_{name}"]
 "septool_{name}" = ["*.safetensors"]
 """
 
-PACKAGE_MODULE = '''"""septool source plugin: {description}."""
+PACKAGE_MODULE = '''"""septool source plugin for {name!r}, written by `septool new-plugin`."""
 
 from importlib.resources import files
 
@@ -123,12 +123,12 @@ __version__ = "0.1.0"
 
 @hookimpl
 def register_sources(register):
-    weights = files(__name__) / "{weights}"
+    weights = files(__name__) / {weights!r}
     register(
         SourceSpec(
-            name="{name}",
-            description="{description}",
-            dataset=DatasetSpec(target="{name}"),
+            name={name!r},
+            description={description!r},
+            dataset=DatasetSpec(target={name!r}),
             weights=weights if weights.is_file() else None,
         )
     )
@@ -148,14 +148,36 @@ The decoder `septool_{name}/{weights}` was trained against the encoder whose fin
 """
 
 
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string: quotes, backslashes and every control character escaped."""
+    escaped = "".join(
+        "\\" + char if char in '"\\' else f"\\u{ord(char):04X}" if ord(char) < 0x20 or ord(char) == 0x7F else char
+        for char in text
+    )
+    return f'"{escaped}"'
+
+
+def check_description(description: str) -> None:
+    """A plugin's description is one line of printable text (it is shown by ``septool plugins``)."""
+    bad = next((c for c in description if not c.isprintable()), None)
+    if bad is not None:
+        raise SeptoolError(f"the description must be one line of printable text; it holds {bad!r}")
+
+
 def write_package(name: str, folder: Path, description: str, weights: Path | None, fingerprint: str) -> Path:
-    """A pip-installable source plugin package for ``name`` in ``folder``."""
+    """A pip-installable source plugin package for ``name`` in ``folder``.
+
+    The description reaches Python through ``repr`` and TOML through ``toml_string``, never pasted
+    raw, so no description can change what the generated files do.
+    """
+    check_description(description)
     folder = Path(folder)
     package = folder / f"septool_{name}"
     if package.exists():
         raise SeptoolError(f"{package}: already exists; choose an empty folder")
     package.mkdir(parents=True)
     fields = dict(name=name, dash=name.replace("_", "-"), description=description,
+                  toml_description=toml_string(f"septool source plugin: {description}"),
                   weights=decoder_file(name), fingerprint=fingerprint or "none yet")  # fmt: skip
     (folder / "pyproject.toml").write_text(PACKAGE_PYPROJECT.format(**fields))
     (folder / "README.md").write_text(PACKAGE_README.format(**fields))

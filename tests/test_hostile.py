@@ -1,0 +1,100 @@
+"""Hostile input: descriptions that try to run code, output names that try to leave -o."""
+
+import importlib
+import sys
+import tomllib
+
+import pytest
+
+import septool
+from septool import SeptoolError
+
+INJECTIONS = [
+    '" + str(__import__("os").system("touch INJECTED")) + "',
+    "''' + str(__import__('os').system('touch INJECTED')) + '''",
+    '""" ; import os; os.system("touch INJECTED") ; """',
+    'a \\" backslash, a \\u0041 escape and a quote " in TOML',
+]
+
+
+@pytest.mark.parametrize("description", INJECTIONS)
+def test_new_plugin_description_is_data_not_code(description, tmp_path, monkeypatch, fresh_plugins):
+    monkeypatch.setenv("SEPTOOL_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    package = septool.new_plugin("kazoo", tmp_path / "pkg", description)
+    project = tomllib.loads((package / "pyproject.toml").read_text())
+    assert project["project"]["description"] == f"septool source plugin: {description}"
+    monkeypatch.syspath_prepend(str(package))
+    monkeypatch.delitem(sys.modules, "septool_kazoo", raising=False)
+    module = importlib.import_module("septool_kazoo")
+    registered = []
+    module.register_sources(registered.append)
+    del sys.modules["septool_kazoo"]
+    assert [(s.name, s.description) for s in registered] == [("kazoo", description)]
+    assert not (tmp_path / "INJECTED").exists()
+
+
+@pytest.mark.parametrize("description", ["two\nlines", "a\x00nul", "tab\there"])
+def test_new_plugin_refuses_a_description_that_is_not_one_printable_line(description, tmp_path, cli):
+    code, out, err = cli("new-plugin", "kazoo", tmp_path / "pkg", "--description", description)
+    assert code == 1 and "one line of printable text" in err and "Traceback" not in err
+    assert not (tmp_path / "pkg").exists()
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "../../E_{source}.{ext}",
+        "../{track}/{source}.{ext}",
+        "{track}/../../{source}.{ext}",
+        "ABSOLUTE/elsewhere/{source}.{ext}",
+    ],
+)
+def test_output_template_cannot_leave_the_output_folder(template, tiny_model_dir, song, tmp_path, cli):
+    template = template.replace("ABSOLUTE", str(tmp_path))  # an absolute template, kept inside tmp_path
+    out_dir = tmp_path / "a" / "b" / "out"
+    before = set(tmp_path.rglob("*"))
+    code, out, err = cli("separate", song, "--model", tiny_model_dir, "-o", out_dir, "--filename", template)
+    assert code == 1 and "outside the output folder" in err, err
+    assert set(tmp_path.rglob("*")) - before <= {tmp_path / "a", tmp_path / "a" / "b", out_dir}
+    assert not out_dir.exists() or not any(out_dir.rglob("*.wav"))
+
+
+def test_input_named_dot_dot_cannot_leave_the_output_folder(tiny_model_dir, song, tmp_path, cli):
+    hostile = tmp_path / "in" / "...wav"  # its stem is ".."
+    hostile.write_bytes(song.read_bytes())
+    out_dir = tmp_path / "x" / "out"
+    code, out, err = cli("separate", hostile, "--model", tiny_model_dir, "-o", out_dir)
+    assert code == 1 and "...wav" in err and "outside the output folder" in err, err
+    assert not list((tmp_path / "x").glob("*.wav"))
+
+
+def test_templates_that_stay_inside_are_accepted(tiny_model_dir, song, tmp_path):
+    out_dir = tmp_path / "out"
+    tracks = septool.separate(song, out_dir, ["vocals"], "sub/./{track}_{source}.{ext}", model=tiny_model_dir)
+    assert tracks[0].outputs["vocals"] == out_dir / "sub" / "song_vocals.wav"
+    assert tracks[0].outputs["vocals"].is_file()
+
+
+def test_several_inputs_that_would_write_the_same_stem_are_refused(tiny_model_dir, tmp_path, cli):
+    from conftest import write_song
+
+    first, second = tmp_path / "in" / "one.wav", tmp_path / "in" / "two.wav"
+    write_song(first)
+    write_song(second, seed=1)
+    out_dir = tmp_path / "out"
+    code, out, err = cli("separate", first, second, "--model", tiny_model_dir, "-o", out_dir, "--filename",
+                         "{source}.{ext}")  # fmt: skip
+    assert code == 1 and "one.wav" in err and "two.wav" in err and "same output" in err, err
+    assert not out_dir.exists() or not any(out_dir.rglob("*.wav"))
+
+
+def test_an_output_that_would_replace_its_input_is_refused(tiny_model_dir, tmp_path):
+    from conftest import write_song
+
+    song = tmp_path / "vocals.wav"
+    write_song(song)
+    data = song.read_bytes()
+    with pytest.raises(SeptoolError, match="would replace the input"):
+        septool.separate(song, tmp_path, ["vocals"], "{source}.{ext}", model=tiny_model_dir)
+    assert song.read_bytes() == data
