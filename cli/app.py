@@ -117,20 +117,50 @@ def separate(
 
 @app.command()
 def synth(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write the database into.", show_default=False)],
+    out_dir: Annotated[
+        Path | None, typer.Argument(help="Folder to write the database into.", show_default=False)
+    ] = None,
     hours: Annotated[float, typer.Option(help="Hours of music to render.")] = 0.0,
     sources: Annotated[str, typer.Option(help="Stems to write (comma-separated).")] = "vocals,drums,bass,other",
     extra: Annotated[str, typer.Option(help="Extra stems folded out of other: guitar, piano.")] = "",
     layout: Annotated[str, typer.Option(help="musdb, pairs or stems.")] = "musdb",
     seed: Annotated[int, typer.Option(help="Fixes every choice.")] = 0,
     soundfont: Annotated[list[Path] | None, typer.Option(help="SoundFont(s) to use (default: all installed).")] = None,
+    voices: Annotated[
+        str, typer.Option(help="Singers: all, train, test (held out for the shipped model's test set) or names.")
+    ] = "all",
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="Songs rendered in parallel.")] = 1,
     independent: Annotated[bool, typer.Option(help="One database per source, no song shared.")] = False,
     subset: Annotated[str, typer.Option(help="musdb subset folder: train or test.")] = "train",
+    list_voices: Annotated[bool, typer.Option("--list-voices", help="Print the voice bank and exit.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --list-voices: a JSON list instead of a table.")
+    ] = False,
 ) -> None:
     """Render a multitrack database of procedurally composed songs."""
-    from septool.synth import synthesize
+    from septool.synth import synthesize, voice_bank
 
+    if list_voices:
+        bank = voice_bank()
+        if as_json:
+            import json
+
+            out.print(json.dumps(bank, indent=1, ensure_ascii=False), soft_wrap=True)
+            return
+        table = Table(title="septool synth: the voice bank")
+        for column in ("name", "speaker", "engine", "language", "sex", "rate", "licence", "installed", "held out"):
+            table.add_column(column)
+        for voice in bank:
+            table.add_row(*(str(voice[k]) for k in ("name", "speaker", "engine", "language", "sex", "rate", "licence")),
+                          "yes" if voice["installed"] else f"no ({voice['package']})",
+                          "yes" if voice["held_out"] else "")  # fmt: skip
+        out.print(table)
+        speakers = {v["speaker"] for v in bank if v["installed"]}
+        out.print(f"{len(speakers)} distinct singers installed of {len({v['speaker'] for v in bank})} in the bank")
+        return
+    if out_dir is None:
+        raise septool.SeptoolError("give the folder to write the database into (or --list-voices)")
+    names = split_sources(voices) or []
     with Progress(TextColumn("[bold]rendering"), BarColumn(), TextColumn("{task.completed}/{task.total} songs"),
                   TimeElapsedColumn(), console=console, transient=True) as bar:  # fmt: skip
         task = bar.add_task("songs", total=None)
@@ -146,6 +176,7 @@ def synth(
             independent,
             subset,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            voices=names[0] if len(names) == 1 and names[0] in ("all", "train", "test") else names,
         )
     out.print(
         f"rendered {len(result.songs)} songs, {result.audio_seconds / 60:.1f} min of audio in "

@@ -4,8 +4,9 @@
         [--init MODEL_DIR --loss mse --lr 1e-4 --out NEW_MODEL_DIR]
 
 Renders WORK_DIR/render/train (training songs: FluidR3 and MuseScore General instruments, GM and
-AVL drum kits) and WORK_DIR/render/test (held-out songs rendered with TimGM6mb only, a soundfont
-the training never hears), then trains interleaved (Algorithm 1) from the MUSDB-layout training
+AVL drum kits, sung by the voice bank less its held-out voices) and WORK_DIR/render/test (held-out
+songs rendered with TimGM6mb only, a soundfont the training never hears, sung only by the held-out
+voices; `make voices` installs the bank), then trains interleaved (Algorithm 1) from the MUSDB-layout training
 set and writes WORK_DIR/model (or --out). Rendering resumes and training can be resumed (--resume).
 
 The shipped model went through four stages (docs/model-card.md), each fine-tuning the previous
@@ -58,8 +59,8 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
     render = args.work / "render"
-    synthesize(render, args.hours, seed=100, soundfonts=TRAIN_FONTS, jobs=args.jobs)
-    synthesize(render, args.test_hours, seed=999, soundfonts=TEST_FONTS, jobs=args.jobs, subset="test")
+    synthesize(render, args.hours, seed=100, soundfonts=TRAIN_FONTS, jobs=args.jobs, voices="train")
+    synthesize(render, args.test_hours, seed=999, soundfonts=TEST_FONTS, jobs=args.jobs, subset="test", voices="test")
     config = septool.TrainConfig(
         procedure="interleaved", size=args.size, batch_size=args.batch_size, device=args.device,
         precision=args.precision, max_minutes=args.minutes, seed=0, batches_per_epoch=args.batches_per_epoch,

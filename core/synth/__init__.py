@@ -1,7 +1,8 @@
 """``septool synth``: rendered multitrack databases for training and testing.
 
-Songs are composed procedurally (``compose``), rendered stem by stem with fluidsynth and
-festival (``render``) and written in a database layout (``layout``). A seed fixes everything.
+Songs are composed procedurally (``compose``), sung by the voice bank (``voices``, ``world``),
+rendered stem by stem with fluidsynth, mixed by the desk (``desk``; ``render``) and written in a
+database layout (``layout``). A seed fixes everything.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .compose import EXTRA_PROGRAMS, STEMS, compose
 from .layout import LAYOUTS, song_folders, write_song
 from .render import check_tools, render_song
 from .soundfont import SoundFont, installed_soundfonts, load_soundfont
+from .voices import BANK, HELD_OUT, Voice, choose_voices
 
 SONG_SECONDS = (35.0, 75.0)
 
@@ -63,8 +65,8 @@ def plan(
 
 
 def _check(hours, sources, extras, layout, soundfonts, subset) -> list[SoundFont]:
-    if not hours or hours <= 0:
-        raise SeptoolError(f"--hours must be positive, got {hours}")
+    if not (0 < hours < 10_000):  # also refuses nan and inf
+        raise SeptoolError(f"hours must be positive and finite, got {hours}")
     unknown = [s for s in sources if s not in STEMS]
     if unknown:
         raise SeptoolError(f"unknown source {unknown[0]!r}; synth renders {', '.join(STEMS)}")
@@ -83,12 +85,12 @@ def _check(hours, sources, extras, layout, soundfonts, subset) -> list[SoundFont
     loaded = [load_soundfont(p) for p in paths]
     if not any(not s.drums_only for s in loaded):
         raise SeptoolError("every soundfont given holds drum kits only; add a General MIDI soundfont")
-    check_tools(vocals=True)
+    check_tools()
     return loaded
 
 
 def _render_job(job: SongJob, settings: dict) -> dict:
-    song = compose(job.seed, job.name, job.seconds, settings["extras"], kits=64)
+    song = compose(job.seed, job.name, job.seconds, settings["extras"], kits=64, voices=settings["voices"])
     audio, used = render_song(song, settings["soundfonts"], settings["rendered"], np.random.default_rng(job.seed))
     seconds = audio["mixture"].shape[1] / 44100
     metadata = song.describe() | {"seconds": round(seconds, 3), "rendering": used, "database": job.database}
@@ -119,6 +121,7 @@ def synthesize(
     subset: str = "train",
     progress: Callable[[int, int], None] | None = None,
     song_seconds: tuple[float, float] = SONG_SECONDS,
+    voices: str | Sequence[str] = "all",
 ) -> SynthResult:
     """Render about ``hours`` of songs into ``out_dir``.
 
@@ -131,11 +134,14 @@ def synthesize(
         subset: the musdb subset folder, ``train`` or ``test``.
         progress: ``progress(done, total)`` after each song.
         song_seconds: range of song lengths (songs end on a section boundary, so a bit longer).
+        voices: the singers drawn from: ``all`` installed voices of the bank, ``train`` (the bank less
+            the voices held out for the shipped model's test set), ``test`` (those), or voice names.
     Songs already present (same seed, same folder) are kept, so an interrupted run resumes.
     """
     extras = tuple(dict.fromkeys(extras))
     sources = list(dict.fromkeys(sources))
     loaded = _check(hours, sources, extras, layout, soundfonts, subset)
+    singers = choose_voices(voices)
     written = list(STEMS if layout == "musdb" else sources) + [e for e in extras if e not in sources]
     targets = sources + [e for e in extras if e not in sources]
     out_dir = Path(out_dir)
@@ -145,7 +151,7 @@ def synthesize(
         raise SeptoolError(f"{out_dir}: cannot create output folder ({err.strerror or err})") from None
     settings = {
         "out_dir": out_dir, "layout": layout, "sources": targets, "subset": subset, "extras": extras,
-        "soundfonts": loaded, "rendered": STEMS + extras, "written": written,
+        "soundfonts": loaded, "rendered": STEMS + extras, "written": written, "voices": singers,
     }  # fmt: skip
     todo = plan(hours, seed, targets if independent else None, song_seconds)
     result = SynthResult(out_dir)
@@ -172,4 +178,9 @@ def _collect(result: SynthResult, metadata: dict, count: int, total: int, progre
         progress(count, total)
 
 
-__all__ = ["LAYOUTS", "STEMS", "SynthResult", "plan", "synthesize"]
+def voice_bank() -> list[dict]:
+    """The bank as records: name, speaker, engine, language, sex, rate, licence, package, installed, held out."""
+    return [v.describe() | {"held_out": v.name in HELD_OUT} for v in BANK]
+
+
+__all__ = ["BANK", "HELD_OUT", "LAYOUTS", "STEMS", "SynthResult", "Voice", "plan", "synthesize", "voice_bank"]

@@ -5,12 +5,14 @@ Everything is drawn from one ``numpy`` generator, so a seed fixes the whole song
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from . import theory
 from .midi import Note
+from .voices import Voice
 
 STEMS = ("vocals", "drums", "bass", "other")
 # Extra stems that can be folded out of "other": the GM programs that feed them.
@@ -33,6 +35,7 @@ WORDS = (
     "feel see hold fall rise blue gold fire road song town word wind sea star moon down high low on "
     "through one more now so true cold warm hand eyes call out back far near shine slow fast"
 ).split()
+CHOIR_VOWELS = {"hi": "आ", "ru": "а"}  # the others sing "a" in their own script
 FORMS = (
     ("intro", "verse", "chorus", "verse", "chorus", "bridge", "chorus", "outro"),
     ("intro", "verse", "verse", "chorus", "bridge", "chorus", "outro"),
@@ -67,12 +70,12 @@ class Part:
 
 @dataclass
 class VocalLine:
-    """A sung line; ``formant_shift`` > 1 renders lower and speeds up (a brighter, smaller voice)."""
+    """A sung line: its voice from the bank (``voices.py``), its notes and one word per note."""
 
     role: str
+    voice: str
     notes: list[Note]
     syllables: list[str]
-    formant_shift: float
     pan: int
     gain_db: float
     delay_beats: float = 0.0
@@ -90,8 +93,6 @@ class Song:
     sections: list[Section]
     parts: list[Part]
     vocals: list[VocalLine]
-    vibrato_hz: float
-    vibrato_semitones: float
 
     @property
     def length_beats(self) -> float:
@@ -116,11 +117,7 @@ class Song:
             "parts": [
                 {k: v for k, v in asdict(p).items() if k != "notes"} | {"notes": len(p.notes)} for p in self.parts
             ],
-            "vocals": [
-                {"role": v.role, "notes": len(v.notes), "formant_shift": round(v.formant_shift, 3), "pan": v.pan}
-                for v in self.vocals
-            ],
-            "vibrato": {"hz": round(self.vibrato_hz, 2), "semitones": round(self.vibrato_semitones, 2)},
+            "vocals": [{"role": v.role, "voice": v.voice, "notes": len(v.notes), "pan": v.pan} for v in self.vocals],
         }
 
 
@@ -307,7 +304,7 @@ def _comp_part(rng, song: dict, sections, active, family: str, program: int, ste
     )
 
 
-def _melody(rng, song: dict, sections, active, low: int, high: int) -> tuple[list[Note], list[str]]:
+def _melody(rng, song: dict, sections, active, low: int, high: int, vocabulary=WORDS) -> tuple[list[Note], list[str]]:
     """A sung line: two-bar phrases, chord tones on strong beats, steps between, rests between phrases."""
     key, mode, bpb = song["key"], song["mode"], song["beats_per_bar"]
     scale = [p for p in range(low, high + 1) if (p - key) % 12 in theory.MODES[mode]]
@@ -340,7 +337,7 @@ def _melody(rng, song: dict, sections, active, low: int, high: int) -> tuple[lis
                     position = int(np.clip(position + rng.choice([-2, -1, -1, 1, 1, 2]), 0, len(scale) - 1))
                 start = (section.start_bar + phrase_bar) * bpb + beat
                 notes.append(Note(start, length * 0.95, scale[position], 100))
-                words.append(str(rng.choice(WORDS)))
+                words.append(str(rng.choice(vocabulary)))
                 beat += length
     return notes, words
 
@@ -357,19 +354,6 @@ def _harmony(song: dict, notes: list[Note], low: int, high: int) -> list[Note]:
     return out
 
 
-def _fit_shift(notes: list[Note], shift: float, low_hz: float = 70.0, high_hz: float = 400.0) -> float:
-    """Adjust a formant shift so festival sings every note between ``low_hz`` and ``high_hz``.
-
-    Festival's diphone voice breaks down far from a speaking pitch; the shift moves the rendered
-    pitch there and the speed-up brings it back.
-    """
-    if not notes:
-        return shift
-    top = theory.midi_to_hz(max(n.pitch for n in notes))
-    bottom = theory.midi_to_hz(min(n.pitch for n in notes))
-    return float(np.clip(shift, top / high_hz, max(top / high_hz, bottom / low_hz)))
-
-
 def _active(rng, count: int, names: list[str], probability: float, never=(), always=()) -> set[int]:
     allowed = [i for i, n in enumerate(names) if n not in never]
     chosen = {i for i in allowed if names[i] in always or rng.random() < probability}
@@ -378,13 +362,41 @@ def _active(rng, count: int, names: list[str], probability: float, never=(), alw
     return chosen
 
 
-def compose(seed: int, name: str, seconds: float, extras: tuple[str, ...] = (), kits: int = 1) -> Song:
+def _into(notes: list[Note], low: int, high: int) -> list[Note]:
+    """The notes moved by whole octaves so that as many as possible lie in [low, high]."""
+    if not notes:
+        return notes
+    middle = (min(n.pitch for n in notes) + max(n.pitch for n in notes)) / 2
+    octaves = round(((low + high) / 2 - middle) / 12)
+    return [Note(n.start, n.length, n.pitch + 12 * octaves, n.velocity) for n in notes]
+
+
+def _choir(rng, song: dict, sections, chorus_idx: set[int], voice: Voice) -> list[Note]:
+    """Sustained chord tones, one per bar, in the choruses: a backing singer's part."""
+    key, mode, bpb = song["key"], song["mode"], song["beats_per_bar"]
+    low, high = voice.register
+    which = int(rng.integers(3))
+    notes = []
+    for index in sorted(chorus_idx):
+        section = sections[index]
+        for bar in range(section.bars):
+            degree = section.progression[bar % len(section.progression)]
+            tones = sorted(theory.in_range(p, low + 2, high - 2) for p in theory.chord(key, mode, degree, 4))
+            notes.append(Note((section.start_bar + bar) * bpb + 0.05, bpb - 0.3, tones[which % len(tones)], 80))
+    return notes
+
+
+def compose(
+    seed: int, name: str, seconds: float, extras: tuple[str, ...] = (), kits: int = 1, voices: Sequence[Voice] = ()
+) -> Song:
     """Compose a song of about ``seconds`` (it ends on a section boundary, so a little longer).
 
     Args:
         seed: fixes every choice.
         extras: extra stems folded out of "other" (``guitar``, ``piano``); each gets a part.
         kits: how many drum kits the renderer offers; the drum part's kit index is drawn below it.
+        voices: the singers to draw from (``voices.py``): a lead, its double, a harmony singer and a
+            backing choir. Without voices the song has no vocal lines.
     """
     rng = np.random.default_rng(seed)
     beats_per_bar = 3 if rng.random() < 0.12 else 4
@@ -419,16 +431,19 @@ def compose(seed: int, name: str, seconds: float, extras: tuple[str, ...] = (), 
         family = "guitar" if extra == "guitar" else "piano"
         if family not in wanted:
             wanted.append(family)
-    covered: set[int] = set()
     for family in wanted:
         program = int(rng.choice(COMP_FAMILIES[family]))
         stem = next((e for e in extras if program in EXTRA_PROGRAMS[e]), "other")
         active = _active(rng, len(names), names, 0.7)
-        covered |= active
         parts.append(_comp_part(rng, song, sections, active, family, program, stem))
-    if "other" not in {p.stem for p in parts} or rng.random() < 0.6:
-        lead = _active(rng, len(names), names, 1.0, never=("verse", "chorus"))
-        notes, _ = _melody(rng, song, sections, lead, 60, 84)
+    singers = list(voices)
+    lead_voice = singers[int(rng.integers(len(singers)))] if singers else None
+    low, high = lead_voice.register if lead_voice else (55, 72)
+    # a counter-melody in the singer's range under the singing: the hard case for separation
+    counter = lead_voice is not None and rng.random() < 0.3
+    if "other" not in {p.stem for p in parts} or rng.random() < 0.6 or counter:
+        lead = _active(rng, len(names), names, 1.0, never=() if counter else ("verse", "chorus"))
+        notes, _ = _melody(rng, song, sections, lead, *((low, high + 5) if counter else (60, 84)))
         if notes:
             parts.append(
                 Part(
@@ -446,49 +461,36 @@ def compose(seed: int, name: str, seconds: float, extras: tuple[str, ...] = (), 
         active = set(range(len(names)))
         parts.append(_comp_part(rng, song, sections, active, "pad", int(rng.choice(COMP_FAMILIES["pad"])), "other"))
 
-    # vocals: the lead is sung by a voice shifted to a random size; doubles and a chorus harmony vary it
-    shift = float(rng.uniform(0.85, 1.35))
-    low, high = (53, 70) if shift > 1.12 else (45, 62)
-    sung = _active(rng, len(names), names, 0.4, never=("intro", "outro"), always=("verse", "chorus"))
-    melody, words = _melody(rng, song, sections, sung, low, high)
-    shift = _fit_shift(melody, shift)
-    vocals = [VocalLine("lead", melody, words, shift, int(rng.integers(56, 72)), 0.0)]
-    if rng.random() < 0.6:
-        vocals.append(
-            VocalLine(
-                "double",
-                melody,
-                words,
-                shift * float(rng.uniform(0.97, 1.03)),
-                int(rng.choice([30, 98])),
-                -6.0,
-                float(rng.uniform(0.02, 0.06)),
-            )
-        )
-    chorus_idx = {i for i in sung if names[i] == "chorus"}
-    if chorus_idx and rng.random() < 0.6:
-        chosen = [
+    vocals: list[VocalLine] = []
+    if lead_voice is not None:
+        sung = _active(rng, len(names), names, 0.4, never=("intro", "outro"), always=("verse", "chorus"))
+        melody, words = _melody(rng, song, sections, sung, low, high, lead_voice.words)
+        vocals.append(VocalLine("lead", lead_voice.name, melody, words, int(rng.integers(56, 72)), 0.0))
+        if rng.random() < 0.6:  # a double: the same singer, another take, panned aside
+            pan, late = int(rng.choice([30, 98])), float(rng.uniform(0.02, 0.06))
+            vocals.append(VocalLine("double", lead_voice.name, melody, words, pan, -6.0, late))
+        chorus_idx = {i for i in sung if names[i] == "chorus"}
+        in_chorus = [
             (n, w)
             for n, w in zip(melody, words, strict=True)
-            if any(
-                s.start_bar * beats_per_bar <= n.start < (s.start_bar + s.bars) * beats_per_bar
-                for i, s in enumerate(sections)
-                if i in chorus_idx
+            if any(sections[i].start_bar * beats_per_bar <= n.start < (sections[i].start_bar + sections[i].bars)
+                   * beats_per_bar for i in chorus_idx)
+        ]  # fmt: skip
+        if in_chorus and rng.random() < 0.6:  # a third above, by this singer or another
+            singer = lead_voice if rng.random() < 0.4 else singers[int(rng.integers(len(singers)))]
+            harmony = _into(_harmony(song, [n for n, _ in in_chorus], low, high), *singer.register)
+            syllables = (
+                [w for _, w in in_chorus] if singer == lead_voice else [str(rng.choice(singer.words)) for _ in harmony]
             )
-        ]
-        harmony = _harmony(song, [n for n, _ in chosen], low, high)
-        harmony_shift = _fit_shift(harmony, float(rng.uniform(0.85, 1.35)))
-        vocals.append(
-            VocalLine(
-                "harmony",
-                harmony,
-                [w for _, w in chosen],
-                harmony_shift,
-                int(rng.integers(20, 108)),
-                -4.0,
-                float(rng.uniform(0.0, 0.03)),
-            )
-        )
+            vocals.append(VocalLine("harmony", singer.name, harmony, syllables, int(rng.integers(20, 108)), -4.0,
+                                    float(rng.uniform(0.0, 0.03))))  # fmt: skip
+        if chorus_idx and rng.random() < 0.4:  # backing choir: two or three singers on chord tones
+            for k in range(int(rng.integers(2, 4))):
+                singer = singers[int(rng.integers(len(singers)))]
+                notes = _choir(rng, song, sections, chorus_idx, singer)
+                vowel = CHOIR_VOWELS.get(singer.language, "a")
+                vocals.append(VocalLine(f"choir{k + 1}", singer.name, notes, [vowel] * len(notes),
+                                        int(rng.integers(10, 118)), float(rng.uniform(-14, -8))))  # fmt: skip
     return Song(
         name,
         seed,
@@ -500,6 +502,4 @@ def compose(seed: int, name: str, seconds: float, extras: tuple[str, ...] = (), 
         sections,
         parts,
         vocals,
-        vibrato_hz=float(rng.uniform(4.5, 6.5)),
-        vibrato_semitones=float(rng.uniform(0.15, 0.5)),
     )

@@ -1,4 +1,4 @@
-"""Rendering a composed song: fluidsynth for instruments, festival's singing mode for vocals.
+"""Rendering a composed song: fluidsynth for instruments, the voice bank for vocals, then the desk.
 
 Each stem is rendered on its own; the mixture is the exact sum of the (quantized) stems.
 """
@@ -8,31 +8,26 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from ..errors import SeptoolError
-from . import theory
+from . import desk, world
 from .compose import Part, Song, VocalLine
 from .midi import DRUM_CHANNEL, Track, write_midi
 from .soundfont import SoundFont
+from .voices import VOICES
 
 RATE = 44100
 TAIL_SECONDS = 1.0
-FESTIVAL_RATE = 16000
-FESTIVAL_BPM = 50  # festival's singing mode counts BPM/50 beats per second: at 50, a beat is a second
 PCM16 = 32768.0  # 16-bit WAV samples are k / 32768 when read as float
 
 
-def check_tools(vocals: bool) -> None:
+def check_tools() -> None:
     if shutil.which("fluidsynth") is None:
         raise SeptoolError("fluidsynth is not installed (Debian: apt-get install fluidsynth)")
-    if vocals and shutil.which("text2wave") is None:
-        raise SeptoolError("festival is not installed (Debian: apt-get install festival festvox-kallpc16k)")
 
 
 def _fluidsynth(midi: Path, soundfont: Path, out: Path, reverb_room: float) -> None:
@@ -73,48 +68,27 @@ def render_parts(
     return _fit(audio.T, length)
 
 
-def _festival_xml(line: VocalLine, tempo: float) -> str:
-    """Singing markup: pitches in Hz, durations in seconds (BPM 50), rendered ``formant_shift`` slower."""
-    stretch = line.formant_shift * 60.0 / tempo  # seconds per beat, before the speed-up
-    body, now = [], 0.0
-    for note, word in zip(line.notes, line.syllables, strict=True):
-        start = note.start + line.delay_beats
-        if start > now + 1e-6:
-            body.append(f'<REST BEATS="{(start - now) * stretch:.4f}"></REST>')
-        freq = theory.midi_to_hz(note.pitch) / line.formant_shift
-        body.append(f'<PITCH FREQ="{freq:.2f}"><DURATION BEATS="{note.length * stretch:.4f}">{word}</DURATION></PITCH>')
-        now = start + note.length
-    return (
-        '<?xml version="1.0"?>\n<!DOCTYPE SINGING PUBLIC "-//SINGING//DTD SINGING mark up//EN" '
-        f'"Singing.v0_1.dtd" []>\n<SINGING BPM="{FESTIVAL_BPM}">\n' + "\n".join(body) + "\n</SINGING>\n"
-    )
+def sing(
+    line: VocalLine, song: Song, length: int, take_rng: np.random.Generator, analysed: dict
+) -> tuple[np.ndarray, dict]:
+    """Render one vocal line to (2, length) at 44.1 kHz, panned, and describe its take.
 
-
-def _vibrato(audio: np.ndarray, rate: int, hz: float, semitones: float, phase: float) -> np.ndarray:
-    """Periodic pitch modulation by a time-varying delay."""
-    t = np.arange(audio.size) / rate
-    depth = (2 ** (semitones / 12) - 1) / (2 * np.pi * hz)
-    read = (t - depth * np.sin(2 * np.pi * hz * t + phase)) * rate
-    return np.interp(read, np.arange(audio.size), audio, left=0.0, right=0.0).astype(np.float32)
-
-
-def sing(line: VocalLine, song: Song, length: int, workdir: Path, index: int) -> np.ndarray:
-    """Render one vocal line to (2, length) at 44.1 kHz, panned."""
+    ``analysed`` keeps each (voice, notes) analysis, so a double costs only its synthesis.
+    """
     if not line.notes:
-        return np.zeros((2, length), dtype=np.float32)
-    xml, wav = workdir / f"voice{index}.xml", workdir / f"voice{index}.wav"
-    xml.write_text(_festival_xml(line, song.tempo))
-    result = subprocess.run(["text2wave", "-mode", "singing", str(xml), "-o", str(wav)], capture_output=True, text=True)
-    if result.returncode != 0 or not wav.exists():
-        raise SeptoolError(f"festival failed to sing {song.name}: {result.stderr.strip()[-200:]}")
-    voice, rate = sf.read(wav, dtype="float32")
-    # played formant_shift times faster: pitch and formants rise together, timing comes back to the song's
-    ratio = (Fraction(RATE) / Fraction(rate * line.formant_shift)).limit_denominator(1000)
-    voice = resample_poly(voice, ratio.numerator, ratio.denominator).astype(np.float32)
-    voice = _vibrato(voice, RATE, song.vibrato_hz, song.vibrato_semitones, phase=float(index))
-    voice *= 10 ** (line.gain_db / 20) / max(1e-6, float(np.abs(voice).max()))
+        return np.zeros((2, length), dtype=np.float32), {}
+    voice = VOICES[line.voice]
+    beat = 60.0 / song.tempo
+    notes = [((n.start + line.delay_beats) * beat, n.length * beat, float(n.pitch)) for n in line.notes]
+    frames = int(np.ceil(length / RATE / world.FRAME))
+    key = (line.voice, tuple(notes), tuple(line.syllables))
+    if key not in analysed:
+        analysed[key] = world.analyse_line(voice, notes, line.syllables, frames)
+    take = world.draw_take(take_rng)
+    audio = world.sing_take(analysed[key], notes, take, take_rng) * 10 ** (line.gain_db / 20)
     angle = (line.pan / 127) * np.pi / 2
-    return _fit(np.stack([voice * np.cos(angle), voice * np.sin(angle)]), length)
+    stereo = np.stack([audio * np.cos(angle), audio * np.sin(angle)]).astype(np.float32)
+    return _fit(stereo, length), {"role": line.role, "voice": line.voice, "engine": voice.engine} | take.describe()
 
 
 def render_song(
@@ -125,7 +99,8 @@ def render_song(
 ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
     """All stems of ``song`` plus ``mixture``, (2, n) float32 on the 16-bit grid, and what was used.
 
-    The mixture is the sum of the stems (see ``mix``).
+    Each stem is rendered dry-ish, then through its own chain of the mixing desk (``desk.py``);
+    the bus processing multiplies every stem alike, and the mixture is the sum of the stems.
     """
     length = int(round((song.seconds + TAIL_SECONDS) * RATE))
     melodic = [sf_ for sf_ in soundfonts if not sf_.drums_only]
@@ -136,8 +111,12 @@ def render_song(
         workdir = Path(tmp)
         for stem in stems:
             if stem == "vocals":
-                layers = [sing(line, song, length, workdir, i) for i, line in enumerate(song.vocals)]
+                analysed: dict = {}
+                takes = [sing(line, song, length, np.random.default_rng([song.seed, i]), analysed)
+                         for i, line in enumerate(song.vocals)]  # fmt: skip
+                layers = [audio for audio, _ in takes]
                 rendered[stem] = np.sum(layers, axis=0) if layers else np.zeros((2, length), np.float32)
+                used[stem] = {"lines": [take for _, take in takes]}
                 continue
             parts = [p for p in song.parts if p.stem == stem and p.notes]
             if not parts:
@@ -145,29 +124,50 @@ def render_song(
                 continue
             pool = kits if stem == "drums" else melodic
             soundfont = pool[int(rng.integers(len(pool)))]
-            room = float(rng.uniform(0.2, 0.8))
+            room = float(rng.uniform(0.1, 0.4))
             rendered[stem] = render_parts(parts, song, soundfont, length, workdir, room)
             used[stem] = {"soundfont": soundfont.path.name, "reverb_room": round(room, 2)}
-    audio, gains = mix(rendered, rng)
-    for stem, gain in gains.items():
-        used.setdefault(stem, {})["gain_db"] = round(gain, 2)
+    audio, desk_settings = mix(rendered, song, rng)
+    for stem, settings in desk_settings.items():
+        used.setdefault(stem, {}).update(settings)
     return audio, used
 
 
-def mix(stems: dict[str, np.ndarray], rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Random per-stem gains, then one scale for the song (peak 0.6 to 0.95, never clipping).
+def active_rms(audio: np.ndarray, block: int = 4410) -> float:
+    """RMS over the 0.1 s blocks where the stem sounds (within 40 dB of its loudest), so rests don't count."""
+    count = audio.shape[-1] // block
+    if count == 0:
+        return float(np.sqrt(np.mean(audio**2))) or 1.0
+    power = (audio[:, : count * block] ** 2).reshape(audio.shape[0], count, block).mean(axis=(0, 2))
+    return float(np.sqrt(power[power > power.max() * 1e-4].mean())) or 1.0
 
-    Stems are quantized to 16-bit values first and the mixture is their sum, so the written
+
+def mix(
+    stems: dict[str, np.ndarray], song: Song, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """The mixing desk: a balance gain and a chain per stem, then the bus (``desk.master``).
+
+    Stems are quantized to 16-bit values last and the mixture is their sum, so the written
     mixture equals the sum of the written stems exactly.
     """
-    out, gains = {}, {}
+    processed, settings = {}, {}
+    guitars = {p.stem for p in song.parts if p.name.startswith("guitar")}
     for name, audio in stems.items():
+        distorted = name in guitars and rng.random() < 0.5 or (name == "bass" and rng.random() < 0.15)
+        chain = desk.draw_chain(rng, name, song.tempo, distorted)
+        gain_db = float(rng.uniform(-3, 2) if name == "vocals" else rng.uniform(-6, 0))
         peak = float(np.abs(audio).max())
-        gains[name] = float(rng.uniform(-3, 2) if name == "vocals" else rng.uniform(-6, 0))
-        out[name] = audio / peak * 10 ** (gains[name] / 20) if peak > 0 else audio
-    total = np.sum(list(out.values()), axis=0)
-    scale = float(rng.uniform(0.6, 0.95)) / max(1e-9, float(np.abs(total).max()))
-    for name in out:
-        out[name] = np.round(out[name] * scale * PCM16) / PCM16
+        if peak > 0:
+            wet = desk.apply_chain(audio / peak, chain)
+            processed[name] = wet / active_rms(wet) * 0.1 * 10 ** (gain_db / 20)  # balance by level, not by peak
+        else:
+            processed[name] = audio.astype(np.float64)
+        settings[name] = {"gain_db": round(gain_db, 2), "chain": chain}
+    bus = desk.draw_bus(rng)
+    processed, measured = desk.master(processed, bus)
+    settings["mixture"] = {"bus": bus} | measured
+    peak = max(float(np.abs(a).max()) for a in processed.values())
+    scale = min(1.0, 0.999 / peak) if peak > 0 else 1.0  # a stem louder than the mix never clips
+    out = {name: np.round(a * scale * PCM16) / PCM16 for name, a in processed.items()}
     out["mixture"] = np.sum(list(out.values()), axis=0)  # a sum of 16-bit values: exact
-    return {k: v.astype(np.float32) for k, v in out.items()}, gains
+    return {k: v.astype(np.float32) for k, v in out.items()}, settings
