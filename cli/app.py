@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
+from typer.exceptions import TyperException
 
 import septool
 from septool.plugin_manager import registry
@@ -28,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts print as written: "[train]" is a TOML table, not markup
 )
 # markup off: file names and messages may hold [brackets], which must print as they are
 console = Console(stderr=True, markup=False)
@@ -340,7 +342,7 @@ def evaluate(
     out.print(f"wrote {len(written)} files under {out_dir}")
 
 
-experiment_app = typer.Typer(help="Reproduce the paper's experiments.", no_args_is_help=True)
+experiment_app = typer.Typer(help="Reproduce the paper's experiments.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(experiment_app, name="experiment")
 
 
@@ -491,18 +493,28 @@ def plugins() -> None:
 def main() -> None:
     """Console entry point: one line and exit status 1 for a SeptoolError, never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="septool")
     except septool.SeptoolError as err:
         console.print(labelled("error:", "red", err), highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        console.print("interrupted; no partial output was left", highlight=False)
-        sys.exit(130)
+        code = 130
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
-    except (typer.BadParameter, typer.Abort) as err:
-        console.print(labelled("error:", "red", err), highlight=False)
-        sys.exit(2)
+    except typer.Abort:
+        code = 130
+    except TyperException as err:  # click's usage errors: an unknown command or option, a bad value
+        if type(err).__name__ == "NoArgsIsHelpError":
+            out.print(err.format_message())
+        else:
+            where = getattr(getattr(err, "ctx", None), "command_path", "septool")
+            console.print(labelled("error:", "red", f"{err.format_message()} (see {where} --help)"), soft_wrap=True)
+        sys.exit(getattr(err, "exit_code", 2) or 2)
+    # click turns Ctrl-C into Exit(130), which outside standalone mode is returned, not raised
+    if code == 130:
+        console.print("interrupted", highlight=False)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":  # python -m septool.cli.app (torchrun -m septool.cli.app train ...)

@@ -98,3 +98,37 @@ def test_an_output_that_would_replace_its_input_is_refused(tiny_model_dir, tmp_p
     with pytest.raises(SeptoolError, match="would replace the input"):
         septool.separate(song, tmp_path, ["vocals"], "{source}.{ext}", model=tiny_model_dir)
     assert song.read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["frobnicate"], "No such command 'frobnicate'"),
+        (["seperate", "x.wav"], "No such command 'seperate'"),
+        (["separate", "x.wav", "--bogus", "1"], "No such option: --bogus"),
+        (["separate", "x.wav", "--overlap", "abc"], "Invalid value for '--overlap'"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(args, message, cli):
+    code, out, err = cli(*args)
+    assert code == 2 and message in err and "Traceback" not in err + out
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_no_arguments_prints_the_help_and_exits_2(cli):
+    code, out, err = cli()
+    assert code == 2 and "Usage: septool" in out and "Traceback" not in err + out
+
+
+def test_ctrl_c_during_separate_exits_130(cli, song, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(septool, "separate", interrupted)
+    code, out, err = cli("separate", song)
+    assert code == 130 and "interrupted" in err and "Traceback" not in err
+
+
+def test_help_shows_toml_table_names(cli):
+    code, out, err = cli("train", "--help")
+    assert code == 0 and "[train] and [data] tables" in out
