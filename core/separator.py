@@ -36,7 +36,6 @@ from .spectral import (
 )
 
 Progress = Callable[[int, int], None]
-Sink = Callable[[dict[str, np.ndarray]], None]
 Covariances = dict[tuple[str, ...], SpatialCovariances]
 
 

@@ -86,10 +86,6 @@ def remove_local_plugin(name: str) -> None:
     importlib.invalidate_caches()
 
 
-def is_local(plugin: str) -> bool:
-    return local_plugin_paths(plugin)[0].exists()
-
-
 PACKAGE_PYPROJECT = """[build-system]
 requires = ["setuptools>=68"]
 build-backend = "setuptools.build_meta"

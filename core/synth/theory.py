@@ -49,9 +49,5 @@ def in_range(pitch: int, low: int, high: int) -> int:
     return pitch
 
 
-def note_name(pitch: int) -> str:
-    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
-
-
 def midi_to_hz(pitch: float) -> float:
     return 440.0 * 2 ** ((pitch - 69) / 12)
