@@ -87,15 +87,19 @@ def separate(
                 tasks[track] = bar.add_task(track.name, total=total)
             bar.update(tasks[track], completed=done)
 
+        chosen = split_sources(sources)
+        loaded = septool.load_model(model) if chosen is None else model
+        for source, reason in getattr(loaded, "skipped", {}).items():
+            console.print(labelled("warning:", "yellow", f"no {source} stem: {reason}"), soft_wrap=True)
         results = septool.separate(
             inputs,
             out_dir,
-            split_sources(sources),
+            chosen,
             filename,
             fmt,
             bits,
             device,
-            model,
+            loaded,
             progress,
             batch_size,
             overlap,

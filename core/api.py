@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from . import audio as audio_io
 from .datasets import MUSDB_STEMS, AudioCache, from_folders, from_musdb
 from .errors import SeptoolError
@@ -54,8 +56,9 @@ def load_model(
     """Load the encoder and decoders for ``sources`` (default: every registered source with weights).
 
     Decoders come from ``model_dir`` when it has them, else from the plugin that registered the
-    source. A source asked for by name must load; other sources without usable weights are
-    skipped (listed in ``skipped``).
+    source. A source asked for by name must load, and so must every decoder file in
+    ``model_dir``; other sources without usable weights (a plugin that ships none, or weights
+    for another encoder) are skipped and listed in ``skipped`` with the reason.
     """
     reg = reg or registry()
     if model_dir is not None:
@@ -87,10 +90,10 @@ def load_model(
             if path is None:
                 where = ", ".join(str(c) for c in candidates) or "nowhere: its plugin ships no weights"
                 raise SeptoolError(f"no trained decoder for source {name!r} (looked in {where})")
-            decoders[name] = load_decoder(path, encoder).decoder
+            decoders[name] = load_decoder(path, encoder, name).decoder
             files[name] = str(path)
         except SeptoolError as err:
-            if explicit:
+            if explicit or (model_dir is not None and path == model_dir / decoder_file(name)):
                 raise
             skipped[name] = str(err)
     if not decoders:
@@ -276,6 +279,7 @@ def _prepare(
 
 def _separate_file(separator, info, targets: dict[str, Path], fmt, bits, progress) -> SeparatedTrack:
     writers: dict[str, audio_io.AtomicWriter] = {}
+    created = [d for path in targets.values() for d in (path.parent, *path.parent.parents) if not d.exists()]
     try:
         for s, path in targets.items():
             try:
@@ -286,6 +290,11 @@ def _separate_file(separator, info, targets: dict[str, Path], fmt, bits, progres
         remaining = {s: info.frames for s in targets}
 
         def emit(source: str, chunk) -> None:
+            if not np.isfinite(chunk).all():
+                raise SeptoolError(
+                    f"{info.path}: the {source} decoder produced NaN or infinite samples; its weights are damaged "
+                    "(nothing was written)"
+                )
             chunk = chunk[:, : remaining[source]]
             remaining[source] -= chunk.shape[1]
             writers[source].write(chunk)
@@ -307,6 +316,9 @@ def _separate_file(separator, info, targets: dict[str, Path], fmt, bits, progres
     except BaseException:
         for writer in writers.values():
             writer.abort()
+        for folder in sorted(set(created), key=lambda d: len(d.parts), reverse=True):  # the track folders we made
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         raise
     outputs = {s: w.commit() for s, w in writers.items()}
     return SeparatedTrack(

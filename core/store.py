@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 
 from .errors import SeptoolError
 from .files import usual_mode
-from .network import Decoder, Encoder
+from .network import STAGES, Decoder, Encoder
 from .spectral import StftSettings
 
 FORMAT_VERSION = "1"
@@ -96,9 +96,12 @@ def _read(path: Path | Traversable) -> tuple[dict[str, torch.Tensor], dict[str, 
     try:
         tensors = load_bytes(data)
         header_len = int.from_bytes(data[:8], "little")
-        metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
+        header = json.loads(data[8 : 8 + header_len])
+        metadata = header.get("__metadata__", {}) if isinstance(header, dict) else None
     except (SafetensorError, ValueError, json.JSONDecodeError) as err:
         raise SeptoolError(f"{path}: not a safetensors model file ({err})") from None
+    if not isinstance(metadata, dict):
+        raise SeptoolError(f"{path}: not a septool model file (its header has no metadata)")
     if metadata.get("format_version") != FORMAT_VERSION:
         raise SeptoolError(
             f"{path}: model format version {metadata.get('format_version')!r}, this septool reads {FORMAT_VERSION!r}"
@@ -136,23 +139,77 @@ def save_encoder(
     return fp
 
 
+ENCODER_FIELDS = ("fingerprint", "widths", "stft", "provenance")
+DECODER_FIELDS = ("source", "encoder_fingerprint", "encoder_widths", "widths", "provenance")
+
+
+def _fields(path, metadata: dict[str, str], names: tuple[str, ...]) -> dict:
+    """The metadata fields ``names``, JSON ones decoded; a missing or malformed one names the file and field."""
+    missing = [n for n in names if n not in metadata]
+    if missing:
+        raise SeptoolError(f"{path}: damaged model file: its metadata has no {missing[0]!r} field")
+    values = {}
+    for name in names:
+        if name not in _JSON_FIELDS:
+            values[name] = metadata[name]
+            continue
+        try:
+            values[name] = json.loads(metadata[name])
+        except json.JSONDecodeError:
+            raise SeptoolError(f"{path}: damaged model file: its {name!r} field is not valid JSON") from None
+    for name in ("widths", "encoder_widths"):
+        if name in values and not (
+            isinstance(values[name], list)
+            and len(values[name]) > STAGES
+            and all(isinstance(w, int) and 0 < w <= 4096 for w in values[name])
+        ):
+            raise SeptoolError(f"{path}: damaged model file: {name} {values[name]!r} are not layer widths")
+    return values
+
+
+def _build(path, module_type, tensors: dict[str, torch.Tensor], *args) -> torch.nn.Module:
+    """``module_type(*args)`` with ``tensors`` loaded, after checking every name and shape against it."""
+    try:
+        module = module_type(*args)
+    except (TypeError, ValueError, RuntimeError, IndexError) as err:
+        raise SeptoolError(f"{path}: damaged model file: cannot build its network ({err})") from None
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    if missing or unexpected:
+        which = f"no tensor {missing[0]!r}" if missing else f"an unknown tensor {unexpected[0]!r}"
+        raise SeptoolError(f"{path}: damaged model file: it has {which}")
+    for name, tensor in expected.items():
+        if tuple(tensors[name].shape) != tuple(tensor.shape):
+            raise SeptoolError(
+                f"{path}: damaged model file: tensor {name!r} has shape {tuple(tensors[name].shape)}, "
+                f"its widths make it {tuple(tensor.shape)}"
+            )
+        if tensors[name].is_floating_point() and not torch.isfinite(tensors[name]).all():
+            raise SeptoolError(f"{path}: damaged model file: tensor {name!r} holds NaN or infinite values")
+    module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+    return module.eval()
+
+
 def load_encoder(path: str | os.PathLike | Traversable) -> StoredEncoder:
+    """Load an encoder, checking its metadata, fingerprint, STFT settings and every tensor's shape."""
     path = Path(path) if isinstance(path, (str, os.PathLike)) else path
     tensors, metadata = _read(path)
     if metadata.get("kind") != "encoder":
         raise SeptoolError(f"{path}: is a {metadata.get('kind', 'unknown')} file, not an encoder")
+    fields = _fields(path, metadata, ENCODER_FIELDS)
     fp = fingerprint(tensors)
-    if fp != metadata.get("fingerprint"):
-        raise SeptoolError(f"{path}: damaged: its tensors hash to {fp}, its header says {metadata.get('fingerprint')}")
-    if json.loads(metadata["stft"]) != StftSettings().to_dict():
+    if fp != fields["fingerprint"]:
+        raise SeptoolError(f"{path}: damaged: its tensors hash to {fp}, its header says {fields['fingerprint']}")
+    if fields["stft"] != StftSettings().to_dict():
         raise SeptoolError(
             f"{path}: trained with STFT settings {metadata['stft']}, septool uses {StftSettings().to_dict()}"
         )
-    widths = json.loads(metadata["widths"])
-    channels = tensors["first.0.weight"].shape[1]
-    encoder = Encoder(widths, channels)
-    encoder.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
-    return StoredEncoder(encoder.eval(), fp, _decoded(metadata))
+    first = tensors.get("first.0.weight")
+    if first is None or first.dim() != 4:
+        raise SeptoolError(f"{path}: damaged model file: it has no tensor 'first.0.weight'")
+    encoder = _build(path, Encoder, tensors, fields["widths"], int(first.shape[1]))
+    return StoredEncoder(encoder, fp, _decoded(metadata))
 
 
 def save_decoder(
@@ -180,22 +237,32 @@ def save_decoder(
     return write_safetensors(Path(path), _to_storage(decoder, dtype), metadata)
 
 
-def load_decoder(path: str | os.PathLike | Traversable, encoder: StoredEncoder) -> StoredDecoder:
-    """Load a decoder; refuse it unless it was trained against ``encoder``."""
+def load_decoder(
+    path: str | os.PathLike | Traversable, encoder: StoredEncoder, source: str | None = None
+) -> StoredDecoder:
+    """Load a decoder; refuse it unless it was trained against ``encoder`` (and is ``source``'s, if given)."""
     path = Path(path) if isinstance(path, (str, os.PathLike)) else path
     tensors, metadata = _read(path)
     if metadata.get("kind") != "decoder":
         raise SeptoolError(f"{path}: is a {metadata.get('kind', 'unknown')} file, not a decoder")
-    wanted = metadata.get("encoder_fingerprint")
+    fields = _fields(path, metadata, DECODER_FIELDS)
+    if source is not None and fields["source"] != source:
+        raise SeptoolError(f"{path}: holds the decoder of {fields['source']!r}, not of {source!r}")
+    wanted = fields["encoder_fingerprint"]
     if wanted != encoder.fingerprint:
         raise SeptoolError(
-            f"{path}: decoder '{metadata.get('source')}' was trained against encoder {wanted}, "
+            f"{path}: decoder '{fields['source']}' was trained against encoder {wanted}, "
             f"but the loaded encoder is {encoder.fingerprint}"
         )
-    channels = tensors["average.weight"].shape[0]
-    decoder = Decoder(json.loads(metadata["encoder_widths"]), json.loads(metadata["widths"]), channels)
-    decoder.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
-    return StoredDecoder(metadata["source"], decoder.eval(), wanted, _decoded(metadata))
+    if list(fields["encoder_widths"]) != list(encoder.encoder.widths):
+        raise SeptoolError(
+            f"{path}: damaged model file: encoder_widths {fields['encoder_widths']} differ from its encoder's"
+        )
+    average = tensors.get("average.weight")
+    if average is None or average.dim() != 4:
+        raise SeptoolError(f"{path}: damaged model file: it has no tensor 'average.weight'")
+    decoder = _build(path, Decoder, tensors, fields["encoder_widths"], fields["widths"], int(average.shape[0]))
+    return StoredDecoder(fields["source"], decoder, wanted, _decoded(metadata))
 
 
 _JSON_FIELDS = {"widths", "encoder_widths", "stft", "provenance", "scores"}
