@@ -117,10 +117,14 @@ def load_plugins() -> None:
         try:
             module = ep.load()
             pm.register(module, name=ep.name)
-        except Exception as err:  # a broken plugin must never break the others
+        except BaseException as err:  # a broken plugin must never break the others, even by sys.exit()
             _load_failures.append(PluginFailure(ep.name, f"failed to load: {_one_line(err)}"))
             continue
         _versions[ep.name] = ep.dist.version if ep.dist else "-"
+    if allowed is not None:
+        known = {ep.name for ep in points} | {ep.dist.name for ep in points if ep.dist}
+        for name in sorted(allowed - known):
+            _load_failures.append(PluginFailure(name, f"named in {ALLOWLIST_ENV}, but no installed plugin is"))
 
 
 def _collect(impl: pluggy.HookImpl) -> list[SourceSpec]:
@@ -144,7 +148,7 @@ def registry() -> Registry:
         plugin = impl.plugin_name
         try:
             offered = _collect(impl)
-        except Exception as err:
+        except BaseException as err:
             reg.failures.append(PluginFailure(plugin, f"register_sources failed: {_one_line(err)}"))
             continue
         names = [spec.name for spec in offered]

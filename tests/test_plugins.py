@@ -128,3 +128,19 @@ def test_hook_register_sources(fresh_plugins):
     assert reg.providers["flute"] == reg.providers["harp"] == "two"
     assert reg.sources["flute"].description == "Flutes"
     assert next(p for p in reg.plugins if p.name == "two").sources == ["flute", "harp"]
+
+
+@pytest.mark.parametrize("statement", ["raise SystemExit(3)", "raise KeyboardInterrupt", "import sys; sys.exit(0)"])
+def test_plugin_that_exits_at_import_is_reported_and_skipped(statement, install_plugin, cli):
+    install_plugin("septool-exits", "septool_exits_fixture", statement + "\n")
+    code, out, err = cli("plugins")
+    assert code == 0 and "septool_exits_fixture" in out and "failed to load" in out
+    assert all(name in out for name in BUILTIN)
+
+
+def test_allowlist_names_that_match_nothing_are_reported(fresh_plugins, monkeypatch):
+    monkeypatch.setenv("SEPTOOL_LOAD_PLUGINS", "vocals,vocal")
+    fresh_plugins.reset()
+    reg = fresh_plugins.registry()
+    assert sorted(reg.sources) == ["vocals"]
+    assert [f.name for f in reg.failures] == ["vocal"] and "SEPTOOL_LOAD_PLUGINS" in reg.failures[0].reason
