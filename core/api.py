@@ -415,6 +415,8 @@ def evaluate(
     """
     if (musdb is None) == (data is None):
         raise SeptoolError("give either a MUSDB18 folder (--musdb) or a folder of pairs (--data)")
+    if jobs < 1:
+        raise SeptoolError(f"jobs must be at least 1, got {jobs}")
     if oracle_mask is None:
         loaded, chosen, post = _prepare(model, sources or None, postfilter, wiener_iterations)
     else:

@@ -6,12 +6,15 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .errors import SeptoolError
 from .store import write_safetensors
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
+HEADER_FIELDS = ("sources", "config", "epoch", "bad_epochs", "encoder_steps", "patches_seen", "seconds", "history",
+                 "best_loss", "best_epoch")  # fmt: skip
 
 
 def _flatten_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict, groups: dict) -> None:
@@ -53,8 +56,11 @@ class Checkpoint:
                 metadata = handle.metadata()
             self.header = json.loads(metadata["header"])
             self.groups = json.loads(metadata["param_groups"])
-        except (OSError, KeyError, ValueError) as err:
+        except (OSError, KeyError, TypeError, ValueError, SafetensorError) as err:
             raise SeptoolError(f"{path}: not a usable septool checkpoint ({err})") from None
+        missing = [k for k in HEADER_FIELDS if not isinstance(self.header, dict) or k not in self.header]
+        if missing:
+            raise SeptoolError(f"{path}: not a usable septool checkpoint (its header has no {missing[0]!r})")
 
     def module_state(self, name: str) -> dict[str, torch.Tensor]:
         prefix = f"module.{name}."

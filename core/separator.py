@@ -57,6 +57,11 @@ def resolve_device(name: str) -> torch.device:
         raise SeptoolError(f"unknown device {name!r}; choose cpu, cuda or mps")
     if not available[kind]:
         raise SeptoolError(f"device {name!r} is not available on this machine")
+    index = name[len(kind) + 1 :] if ":" in name else None
+    if index is not None and (kind == "cpu" or not index.isdigit()):
+        raise SeptoolError(f"bad device {name!r}; write cpu, cuda, cuda:N or mps")
+    if index is not None and int(index) >= torch.cuda.device_count():
+        raise SeptoolError(f"device {name!r} is not available: this machine has {torch.cuda.device_count()} GPU(s)")
     return torch.device(name)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -78,13 +79,23 @@ class TrainConfig:
             raise SeptoolError(f"unknown training procedure {self.procedure!r}; choose {', '.join(PROCEDURES)}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise SeptoolError(f"unknown precision {self.precision!r}; choose auto, fp32 or bf16")
-        ModelConfig.named(self.size)
+        resolve_device(self.device)
+        try:
+            ModelConfig.named(self.size)
+        except ValueError as err:
+            raise SeptoolError(str(err)) from None
         if self.loss not in LOSSES:
             raise SeptoolError(f"unknown loss {self.loss!r}; choose {', '.join(LOSSES)}")
         if not 0.0 <= self.remix <= 1.0:
             raise SeptoolError(f"remix is a probability from 0 to 1, got {self.remix}")
         if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.valid_patches < 1:
             raise SeptoolError("batch size, epochs, patience and validation patches must be at least 1")
+        if not (math.isfinite(self.lr) and 0 < self.lr < 1):
+            raise SeptoolError(f"the learning rate must be a positive number below 1, got {self.lr}")
+        if self.batches_per_epoch is not None and self.batches_per_epoch < 1:
+            raise SeptoolError(f"batches per epoch must be at least 1, got {self.batches_per_epoch}")
+        if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
+            raise SeptoolError(f"the time budget must be a positive number of minutes, got {self.max_minutes}")
 
 
 @dataclass
@@ -431,8 +442,16 @@ class Trainer:
                 f"{path}: checkpoint was trained with {head['config']['procedure']} on {', '.join(head['sources'])}; "
                 f"this run asks for {self.config.procedure} on {', '.join(self.sources)}"
             )
-        for key, net in self.networks.items():
-            net.load_state_dict(ckpt.module_state(key))
+        if head["config"].get("size") != self.config.size:
+            raise SeptoolError(
+                f"{path}: checkpoint is of size {head['config'].get('size')!r}; this run asks for {self.config.size!r}"
+            )
+        try:
+            for key, net in self.networks.items():
+                net.load_state_dict(ckpt.module_state(key))
+        except RuntimeError as err:
+            reason = str(err).strip().splitlines()[-1].strip()
+            raise SeptoolError(f"{path}: checkpoint does not fit this run's networks ({reason})") from None
         for key, opt in self.encoder_opts.items():
             ckpt.load_optimizer(f"encoder.{key}", opt)
         for key, opt in self.decoder_opts.items():

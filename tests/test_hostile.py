@@ -132,3 +132,46 @@ def test_ctrl_c_during_separate_exits_130(cli, song, monkeypatch):
 def test_help_shows_toml_table_names(cli):
     code, out, err = cli("train", "--help")
     assert code == 0 and "[train] and [data] tables" in out
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "--data", "vocals=db", "--size", "huge"], "unknown model size"),
+        (["train", "--data", "vocals=db", "--lr", "-1"], "learning rate must be a positive number"),
+        (["train", "--data", "vocals=db", "--lr", "nan"], "learning rate must be a positive number"),
+        (["train", "--data", "vocals=db", "--max-minutes", "inf"], "time budget must be a positive number"),
+        (["train", "--data", "vocals=db", "--batches-per-epoch", "0"], "batches per epoch must be at least 1"),
+        (["train", "--data", "vocals=db", "--device", "cpu:x"], "bad device 'cpu:x'"),
+        (["evaluate", "--data", "db", "--jobs", "-3"], "jobs must be at least 1"),
+        (["synth", "out", "--hours", "0.1", "--jobs", "0"], "jobs must be at least 1"),
+        (["synth", "out", "--hours", "inf"], "hours must be positive and finite"),
+    ],
+)
+def test_bad_option_values_are_refused_in_one_line(args, message, cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(*args)
+    assert code == 1 and message in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists() and not (tmp_path / "model").exists()
+
+
+def test_resume_from_a_damaged_or_mismatched_checkpoint_is_refused(tmp_path, monkeypatch):
+    from test_transfer import guitar_db, quick
+
+    monkeypatch.setenv("SEPTOOL_CACHE", str(tmp_path / "cache"))
+    db = guitar_db(tmp_path / "db", tracks=2, seconds=3.0)
+    for track in db.iterdir():
+        (track / "guitar.wav").rename(track / "vocals.wav")
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "checkpoint.safetensors").write_bytes(bytes(range(256)) * 64)
+    config = quick(max_epochs=1, batches_per_epoch=1, precision="fp32")
+    with pytest.raises(SeptoolError, match="not a usable septool checkpoint"):
+        septool.train(out, data={"vocals": db}, config=config, resume=True)
+    (out / "checkpoint.safetensors").unlink()
+    septool.train(out, data={"vocals": db}, config=config)
+    from dataclasses import replace
+
+    with pytest.raises(SeptoolError, match="checkpoint is of size 'tiny'; this run asks for 'encoder'"):
+        septool.train(out, data={"vocals": db}, config=replace(config, size="encoder"), resume=True)

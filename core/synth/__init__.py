@@ -64,7 +64,9 @@ def plan(
     return jobs
 
 
-def _check(hours, sources, extras, layout, soundfonts, subset) -> list[SoundFont]:
+def _check(hours, sources, extras, layout, soundfonts, subset, jobs) -> list[SoundFont]:
+    if jobs < 1:
+        raise SeptoolError(f"jobs must be at least 1, got {jobs}")
     if not (0 < hours < 10_000):  # also refuses nan and inf
         raise SeptoolError(f"hours must be positive and finite, got {hours}")
     unknown = [s for s in sources if s not in STEMS]
@@ -140,7 +142,7 @@ def synthesize(
     """
     extras = tuple(dict.fromkeys(extras))
     sources = list(dict.fromkeys(sources))
-    loaded = _check(hours, sources, extras, layout, soundfonts, subset)
+    loaded = _check(hours, sources, extras, layout, soundfonts, subset, jobs)
     singers = choose_voices(voices)
     written = list(STEMS if layout == "musdb" else sources) + [e for e in extras if e not in sources]
     targets = sources + [e for e in extras if e not in sources]

@@ -34,6 +34,7 @@ def _fluidsynth(midi: Path, soundfont: Path, out: Path, reverb_room: float) -> N
     command = [
         "fluidsynth", "-n", "-i", "-q", "-r", str(RATE), "-g", "0.6", "-O", "float", "-T", "wav",
         "-o", "synth.cpu-cores=1", "-o", f"synth.reverb.room-size={reverb_room:.2f}",
+        "-o", "synth.dynamic-sample-loading=1",  # load only the samples the song plays: the same audio, sooner
         "-F", str(out), str(soundfont), str(midi),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)
