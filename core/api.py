@@ -279,6 +279,7 @@ def _prepare(
 
 def _separate_file(separator, info, targets: dict[str, Path], fmt, bits, progress) -> SeparatedTrack:
     writers: dict[str, audio_io.AtomicWriter] = {}
+    outputs: dict[str, Path] = {}
     created = [d for path in targets.values() for d in (path.parent, *path.parent.parents) if not d.exists()]
     try:
         for s, path in targets.items():
@@ -313,14 +314,17 @@ def _separate_file(separator, info, targets: dict[str, Path], fmt, bits, progres
         for s in targets:
             for out in back[s].flush():
                 emit(s, out)
+        for s, writer in writers.items():
+            outputs[s] = writer.commit()
     except BaseException:
         for writer in writers.values():
             writer.abort()
+        for path in outputs.values():  # a track is written whole or not at all
+            path.unlink(missing_ok=True)
         for folder in sorted(set(created), key=lambda d: len(d.parts), reverse=True):  # the track folders we made
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
         raise
-    outputs = {s: w.commit() for s, w in writers.items()}
     return SeparatedTrack(
         info.path,
         outputs,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -202,12 +203,28 @@ class AtomicWriter:
         self.clipped = 0
         self.peak = 0.0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        # the temporary name carries at most 64 characters of the target's, so a legal name stays legal
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name[:64]}.", suffix=".tmp", dir=self.path.parent)
         os.close(fd)
         self._tmp = Path(tmp)
-        self._file = sf.SoundFile(
-            tmp, mode="w", samplerate=samplerate, channels=2, format=fmt.upper(), subtype=self.subtype
-        )
+        self._file = None
+        try:
+            self._file = sf.SoundFile(
+                tmp, mode="w", samplerate=samplerate, channels=2, format=fmt.upper(), subtype=self.subtype
+            )
+        except (sf.LibsndfileError, OSError) as err:
+            self.abort()
+            raise self._failed(err) from None
+
+    def _failed(self, err: Exception) -> SeptoolError:
+        """The write failed: one line naming the file and, where the OS gives one, the reason."""
+        reason = getattr(err, "strerror", None) or _reason(err)
+        try:
+            if shutil.disk_usage(self.path.parent).free < 1 << 20:
+                reason = "no space left on the device"
+        except OSError:
+            pass
+        return SeptoolError(f"{self.path}: cannot write ({reason}); nothing was left behind")
 
     def write(self, block: np.ndarray) -> None:
         """Write a (2, n) float block."""
@@ -219,16 +236,28 @@ class AtomicWriter:
             if over.any():
                 self.clipped += int(over.sum())
                 block = np.clip(block, -1.0, 1.0)
-        self._file.write(np.ascontiguousarray(block.T))
+        try:
+            self._file.write(np.ascontiguousarray(block.T))
+        except (sf.LibsndfileError, OSError) as err:
+            raise self._failed(err) from None
 
     def commit(self) -> Path:
-        self._file.close()
-        usual_mode(self._tmp)
-        os.replace(self._tmp, self.path)
+        try:
+            self._file.close()
+            usual_mode(self._tmp)
+            os.replace(self._tmp, self.path)
+        except (sf.LibsndfileError, OSError) as err:
+            self.abort()
+            raise self._failed(err) from None
         return self.path
 
     def abort(self) -> None:
-        self._file.close()
+        """Close and delete the temporary file (safe to call more than once, or after a failed write)."""
+        try:
+            if self._file is not None and not self._file.closed:
+                self._file.close()
+        except (sf.LibsndfileError, OSError):
+            pass
         self._tmp.unlink(missing_ok=True)
 
 

@@ -175,3 +175,32 @@ def test_resume_from_a_damaged_or_mismatched_checkpoint_is_refused(tmp_path, mon
 
     with pytest.raises(SeptoolError, match="checkpoint is of size 'tiny'; this run asks for 'encoder'"):
         septool.train(out, data={"vocals": db}, config=replace(config, size="encoder"), resume=True)
+
+
+@pytest.mark.parametrize("when", ["open", "write", "close"])
+def test_a_full_disk_while_writing_stems_is_one_line_and_leaves_nothing(when, tiny_model_dir, song, tmp_path, cli,
+                                                                         monkeypatch):  # fmt: skip
+    import soundfile
+
+    calls = {"n": 0}
+    real = {"open": soundfile.SoundFile.__init__, "write": soundfile.SoundFile.write,
+            "close": soundfile.SoundFile.close}  # fmt: skip
+
+    def failing(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third stem
+            raise soundfile.LibsndfileError(2)
+        return real[when](self, *args, **kwargs)
+
+    monkeypatch.setattr(soundfile.SoundFile, {"open": "__init__", "write": "write", "close": "close"}[when], failing)
+    out_dir = tmp_path / "out"
+    code, out, err = cli("separate", song, "--model", tiny_model_dir, "-o", out_dir)
+    assert code == 1 and "cannot write" in err and "Traceback" not in err, err
+    assert len([line for line in err.splitlines() if "error" in line]) == 1  # beside the progress bar
+    assert not [p for p in out_dir.rglob("*") if p.is_file()]
+
+
+def test_a_long_legal_output_name_is_written(tiny_model_dir, song, tmp_path):
+    name = "x" * 236 + "_{source}.{ext}"  # 247 characters for vocals.wav: legal, but not with a temp suffix
+    tracks = septool.separate(song, tmp_path / "out", ["vocals"], name, model=tiny_model_dir)
+    assert len(tracks[0].outputs["vocals"].name) == 247 and tracks[0].outputs["vocals"].is_file()
