@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -494,10 +495,22 @@ def plugins() -> None:
         out.print(labelled("failed:", "red", f"{failure.name}: {failure.reason}"))
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that every writer on the stack removes its temporary file."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
 def main() -> None:
     """Console entry point: one line and exit status 1 for a SeptoolError, never a traceback."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(standalone_mode=False, prog_name="septool")
+    except Terminated:
+        console.print("terminated", highlight=False)
+        sys.exit(143)
     except septool.SeptoolError as err:
         console.print(labelled("error:", "red", err), highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -204,3 +204,28 @@ def test_a_long_legal_output_name_is_written(tiny_model_dir, song, tmp_path):
     name = "x" * 236 + "_{source}.{ext}"  # 247 characters for vocals.wav: legal, but not with a temp suffix
     tracks = septool.separate(song, tmp_path / "out", ["vocals"], name, model=tiny_model_dir)
     assert len(tracks[0].outputs["vocals"].name) == 247 and tracks[0].outputs["vocals"].is_file()
+
+
+def test_sigterm_during_separate_exits_143_and_leaves_no_temporary_stems(tiny_model_dir, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    import numpy as np
+    import soundfile as sf
+
+    long_song = tmp_path / "long.wav"
+    sf.write(long_song, np.random.default_rng(0).standard_normal(8000 * 600).astype(np.float32) * 0.1, 8000)
+    out_dir = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "septool.cli.app", "separate", long_song, "--model", tiny_model_dir, "-o", out_dir],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not list(out_dir.rglob("*.tmp")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "separation ended before it could be interrupted"
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143 and "terminated" in err and "Traceback" not in err, err
+    assert not [p for p in out_dir.rglob("*") if p.is_file()]
