@@ -125,6 +125,19 @@ def oracle(track: EvalTrack, kind: str) -> dict[str, np.ndarray]:
 
 
 # --- reading evaluation tracks ---------------------------------------------------------------------
+def checked(track: EvalTrack) -> EvalTrack:
+    """Refuse, before anything is separated, what BSSEval cannot score: non-finite or silent audio."""
+    for name, audio in {"mixture": track.mixture, **track.references}.items():
+        if not np.isfinite(audio).all():
+            raise SeptoolError(f"{track.name}: its {name} contains NaN or infinite samples")
+        if name != "mixture" and not np.any(audio):
+            raise SeptoolError(
+                f"{track.name}: its {name} reference is silent, which BSSEval cannot score; "
+                "leave that source out of the evaluation or drop the track"
+            )
+    return track
+
+
 def tracks_from_musdb(root: Path, subset: str, sources: Sequence[str]) -> list[EvalTrack]:
     import musdb
 
@@ -142,7 +155,7 @@ def tracks_from_musdb(root: Path, subset: str, sources: Sequence[str]) -> list[E
         if missing:
             raise SeptoolError(f"{track.name}: MUSDB18 has no {missing[0]} target")
         refs = {s: track.targets[s].audio.T.astype(np.float32) for s in sources}
-        tracks.append(EvalTrack(track.name, track.audio.T.astype(np.float32), refs, complete))
+        tracks.append(checked(EvalTrack(track.name, track.audio.T.astype(np.float32), refs, complete)))
     return tracks
 
 
@@ -165,7 +178,7 @@ def tracks_from_pairs(root: Path, sources: Sequence[str]) -> list[EvalTrack]:
         for s, ref in refs.items():
             if ref.shape != mixture.shape:
                 raise SeptoolError(f"{folder}: {s} has {ref.shape[1]} samples, the mixture {mixture.shape[1]}")
-        tracks.append(EvalTrack(folder.name, mixture, refs, complete=False))
+        tracks.append(checked(EvalTrack(folder.name, mixture, refs, complete=False)))
     return tracks
 
 

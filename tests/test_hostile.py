@@ -229,3 +229,26 @@ def test_sigterm_during_separate_exits_143_and_leaves_no_temporary_stems(tiny_mo
     out, err = process.communicate(timeout=60)
     assert process.returncode == 143 and "terminated" in err and "Traceback" not in err, err
     assert not [p for p in out_dir.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("damage", ["silent", "nan"])
+def test_evaluate_refuses_a_silent_or_nan_reference_before_separating(damage, tiny_model_dir, tmp_path, cli):
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    for name in ("one", "two"):
+        folder = tmp_path / "pairs" / name
+        folder.mkdir(parents=True)
+        vocals = rng.standard_normal((44100 * 2, 2)).astype(np.float32) * 0.1
+        if name == "two":
+            vocals = vocals * 0 if damage == "silent" else vocals
+            if damage == "nan":
+                vocals[100, 0] = np.nan
+        sf.write(folder / "vocals.wav", vocals, 44100, subtype="FLOAT")
+        sf.write(folder / "mixture.wav", np.nan_to_num(vocals) + 0.05, 44100, subtype="FLOAT")
+    code, out, err = cli("evaluate", "--data", tmp_path / "pairs", "--model", tiny_model_dir, "--sources", "vocals",
+                         "-o", tmp_path / "results")  # fmt: skip
+    assert code == 1 and "two" in err and "Traceback" not in err, err
+    assert ("silent" in err) if damage == "silent" else ("NaN" in err)
+    assert not (tmp_path / "results").exists()
