@@ -114,3 +114,13 @@ def test_held_out_voices_never_sing_in_a_training_render(database):
     assert train and not {v.name for v in train} & set(HELD_OUT)
     sung = {line["voice"] for song in database[1].songs for line in song["rendering"]["vocals"]["lines"]}
     assert sung and sung <= {v.name for v in train}
+
+
+def test_a_truncated_soundfont_is_refused_in_one_line(tmp_path):
+    cut = tmp_path / "cut.sf2"
+    data = TIMGM.read_bytes()
+    pdta = data.rfind(b"pdta")
+    cut.write_bytes(data[: pdta + 30])  # the preset table's chunk header, then nothing
+    with pytest.raises(SeptoolError, match="not a readable SoundFont"):
+        render(tmp_path / "out", soundfonts=[cut])
+    assert not (tmp_path / "out").exists()

@@ -41,7 +41,14 @@ class SoundFont:
 
 
 def read_presets(path: Path) -> tuple[Preset, ...]:
-    """The preset headers ('phdr') of a SoundFont file."""
+    """The preset headers ('phdr') of a SoundFont file; a truncated or damaged one is refused in one line."""
+    try:
+        return _read_presets(path)
+    except (struct.error, UnicodeDecodeError, OSError) as err:
+        raise SeptoolError(f"{path}: not a readable SoundFont (truncated or damaged: {err})") from None
+
+
+def _read_presets(path: Path) -> tuple[Preset, ...]:
     with open(path, "rb") as handle:
         head = handle.read(12)
         if head[:4] != b"RIFF" or head[8:12] != b"sfbk":
