@@ -90,8 +90,6 @@ def separate(
 
         chosen = split_sources(sources)
         loaded = septool.load_model(model) if chosen is None else model
-        for source, reason in getattr(loaded, "skipped", {}).items():
-            console.print(labelled("warning:", "yellow", f"no {source} stem: {reason}"), soft_wrap=True)
         results = septool.separate(
             inputs,
             out_dir,
@@ -108,6 +106,8 @@ def separate(
             postfilter,
             wiener_iterations,
         )
+    for source, reason in getattr(loaded, "skipped", {}).items():
+        console.print(labelled("warning:", "yellow", f"no {source} stem: {reason}"), soft_wrap=True)
     for track in results:
         for source, count in track.clipped.items():
             if count:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import string
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,6 +15,7 @@ from . import audio as audio_io
 from .datasets import MUSDB_STEMS, AudioCache, from_folders, from_musdb
 from .errors import SeptoolError
 from .evaluate import Results, evaluate_tracks, oracle, tracks_from_musdb, tracks_from_pairs, write_results
+from .files import check_writable
 from .network import ModelConfig, SharedModel
 from .plugin_manager import Registry, registry
 from .plugin_manager import reset as reset_plugins
@@ -144,15 +144,6 @@ def _check_template(template: str) -> None:
         raise SeptoolError(f"bad --filename template {template!r}: it must contain {{source}}")
 
 
-def _check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise SeptoolError(f"{folder}: cannot write output here ({err.strerror or err})") from None
-
-
 def separate(
     inputs: str | os.PathLike | Iterable[str | os.PathLike],
     out_dir: str | os.PathLike = "separated",
@@ -186,7 +177,7 @@ def separate(
     loaded, chosen, post = _prepare(model, sources, postfilter, wiener_iterations)
     out_dir = Path(out_dir)
     targets = output_paths([i.path for i in infos], out_dir, filename, fmt, chosen)
-    _check_writable(out_dir)
+    check_writable(out_dir)
     separator = Separator(loaded.model, chosen, device, batch_size, overlap, precision, post)
     return [
         _separate_file(separator, info, paths, fmt, bits, progress) for info, paths in zip(infos, targets, strict=True)
@@ -355,6 +346,7 @@ def train(
     (fine-tuning; its size must be ``config.size``) instead of random weights.
     """
     config = config or TrainConfig()
+    check_writable(out_dir)
     reg = registry()
     if init is not None and config.procedure == "independent":
         raise SeptoolError("--init starts from one shared model; the independent procedure has none")
@@ -421,6 +413,7 @@ def evaluate(
         raise SeptoolError("give either a MUSDB18 folder (--musdb) or a folder of pairs (--data)")
     if jobs < 1:
         raise SeptoolError(f"jobs must be at least 1, got {jobs}")
+    check_writable(out_dir)
     if oracle_mask is None:
         loaded, chosen, post = _prepare(model, sources or None, postfilter, wiener_iterations)
     else:
@@ -488,6 +481,7 @@ def add_decoder(
     except ValueError as err:
         raise SeptoolError(str(err)) from None
     check_description(description)
+    check_writable(septool_home())
     if encoder not in ENCODER_MODES:
         raise SeptoolError(f"unknown encoder mode {encoder!r}; choose frozen or finetune")
     reg = registry()
@@ -561,6 +555,7 @@ def new_plugin(name: str, folder: str | os.PathLike, description: str = "") -> P
         SourceSpec(name)
     except ValueError as err:
         raise SeptoolError(str(err)) from None
+    check_writable(folder)
     weights = local_plugin_paths(name)[2]
     weights = weights if weights.is_file() else None
     fingerprint = ""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from .errors import SeptoolError
-from .files import usual_mode
+from .files import usual_mode, write_failure
 
 SAMPLE_RATE = 44100
 BLOCK = 1 << 16
@@ -217,14 +216,7 @@ class AtomicWriter:
             raise self._failed(err) from None
 
     def _failed(self, err: Exception) -> SeptoolError:
-        """The write failed: one line naming the file and, where the OS gives one, the reason."""
-        reason = getattr(err, "strerror", None) or _reason(err)
-        try:
-            if shutil.disk_usage(self.path.parent).free < 1 << 20:
-                reason = "no space left on the device"
-        except OSError:
-            pass
-        return SeptoolError(f"{self.path}: cannot write ({reason}); nothing was left behind")
+        return write_failure(self.path, err)
 
     def write(self, block: np.ndarray) -> None:
         """Write a (2, n) float block."""

@@ -21,6 +21,7 @@ import torch
 from . import audio as audio_io
 from .augment import Augmentation
 from .errors import SeptoolError
+from .files import atomic_path
 from .spectral import PATCH_SAMPLES
 
 CACHE_ENV = "SEPTOOL_CACHE"
@@ -66,10 +67,8 @@ class AudioCache:
         return np.load(cached, mmap_mode="r")
 
     def _save(self, cached: Path, audio: np.ndarray) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, np.round(np.clip(audio, -1.0, 1.0) * INT16).astype(np.int16))
-        os.replace(tmp, cached)
+        with atomic_path(cached, suffix=".npy") as tmp:
+            np.save(tmp, np.round(np.clip(audio, -1.0, 1.0) * INT16).astype(np.int16))
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import torch
 from . import audio as audio_io
 from .datasets import MUSDB_STEMS
 from .errors import SeptoolError
+from .files import atomic_path, write_text
 from .spectral import Spectrogram
 
 METRICS = ("SDR", "SIR", "SAR", "ISR")
@@ -214,28 +214,20 @@ def evaluate_tracks(
 def write_results(results: Results, out_dir: Path, label: str) -> list[Path]:
     """Per-track museval JSON, a CSV summary and a PNG box plot of per-track SDR."""
     out_dir = Path(out_dir)
-    (out_dir / "tracks").mkdir(parents=True, exist_ok=True)
     written = []
     for track in results.tracks:
         path = out_dir / "tracks" / f"{track.name}.json"
-        _atomic_text(path, json.dumps(track.museval_json(), indent=1))
+        write_text(path, json.dumps(track.museval_json(), indent=1))
         written.append(path)
     summary = results.summary()
     rows = [["source", *METRICS]] + [[s, *(f"{summary[s][m]:.3f}" for m in METRICS)] for s in summary]
     rows += [[f"{t.name}:{s}", *(f"{t.median(s, m):.3f}" for m in METRICS)] for t in results.tracks for s in summary]
     csv_path = out_dir / "summary.csv"
-    with open(csv_path.with_suffix(".tmp"), "w", newline="") as handle:
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as handle:
         csv.writer(handle).writerows(rows)
-    os.replace(csv_path.with_suffix(".tmp"), csv_path)
     written.append(csv_path)
     written.append(_box_plot(results, out_dir / "sdr.png", label))
     return written
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _box_plot(results: Results, path: Path, label: str) -> Path:
@@ -252,8 +244,9 @@ def _box_plot(results: Results, path: Path, label: str) -> Path:
     ax.set_ylabel("SDR (dB), median over 1 s windows, per track")
     ax.set_title(label, fontsize=9)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=90)
+    finally:
+        plt.close(fig)
     return path

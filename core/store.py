@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -22,7 +21,7 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 
 from .errors import SeptoolError
-from .files import usual_mode
+from .files import atomic_path
 from .network import STAGES, Decoder, Encoder
 from .spectral import StftSettings
 
@@ -73,19 +72,10 @@ def _to_storage(module: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.
 
 
 def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
-    """Write a safetensors file atomically: a temporary file beside ``path``, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    """Write a safetensors file atomically (``files.atomic_path``)."""
+    with atomic_path(path, errors=(SafetensorError,)) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        usual_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def _read(path: Path | Traversable) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -34,6 +34,7 @@ from .augment import Augmentation
 from .checkpoint import CHECKPOINT_FILE, Checkpoint, save_checkpoint
 from .datasets import Databases
 from .errors import SeptoolError
+from .files import atomic_path, write_failure
 from .network import Decoder, Encoder, ModelConfig, SharedModel
 from .separator import resolve_device, resolve_precision
 from .spectral import BINS, Spectrogram, model_magnitude
@@ -90,8 +91,8 @@ class TrainConfig:
             raise SeptoolError(f"remix is a probability from 0 to 1, got {self.remix}")
         if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.valid_patches < 1:
             raise SeptoolError("batch size, epochs, patience and validation patches must be at least 1")
-        if not (math.isfinite(self.lr) and 0 < self.lr < 1):
-            raise SeptoolError(f"the learning rate must be a positive number below 1, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise SeptoolError(f"the learning rate must be a positive number, got {self.lr}")
         if self.batches_per_epoch is not None and self.batches_per_epoch < 1:
             raise SeptoolError(f"batches per epoch must be at least 1, got {self.batches_per_epoch}")
         if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
@@ -478,8 +479,11 @@ class Trainer:
             if self.base is None:  # a trained encoder keeps the normalization it was trained with
                 self._fit_normalization()
             if self.dist.main:
-                self.out_dir.mkdir(parents=True, exist_ok=True)
-                (self.out_dir / METRICS_FILE).unlink(missing_ok=True)
+                try:
+                    self.out_dir.mkdir(parents=True, exist_ok=True)
+                    (self.out_dir / METRICS_FILE).unlink(missing_ok=True)
+                except OSError as err:
+                    raise write_failure(self.out_dir, err) from None
         self.valid_sets = self._validation_sets()
         self.silence = self._silence_losses()
         if self.base is not None and not resume:
@@ -589,7 +593,8 @@ def plot_losses(history: list[dict], path: Path, loss: str) -> None:
     ax.set_title("solid: validation, dashed: training")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=90)
+    finally:
+        plt.close(fig)

@@ -8,13 +8,13 @@ found and loaded by the same entry-point machinery as a pip-installed plugin.
 from __future__ import annotations
 
 import importlib
-import os
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SeptoolError
+from .files import copy_file, write_failure, write_text
 from .home import activate_local_site, local_site
 from .store import copy_as_float16, decoder_file
 
@@ -59,18 +59,13 @@ def local_plugin_paths(name: str) -> tuple[Path, Path, Path]:
 def write_local_plugin(name: str, description: str, weights: Path | None) -> LocalPlugin:
     """Write the plugin module, its entry point and (if given) its decoder weights."""
     module, dist_info, target = local_plugin_paths(name)
-    module.parent.mkdir(parents=True, exist_ok=True)
     if weights is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(weights, target.with_suffix(".tmp"))
-        os.replace(target.with_suffix(".tmp"), target)
+        copy_file(weights, target)
     literal = f'Path(__file__).parent / "weights" / "{target.name}"' if weights is not None else "None"
     text = PLUGIN_MODULE.format(name=name, description=description, weights=literal, command="add-decoder")
-    module.with_suffix(".tmp").write_text(text)
-    dist_info.mkdir(exist_ok=True)
-    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {LOCAL_PREFIX}{name}\nVersion: 0.0.0\n")
-    (dist_info / "entry_points.txt").write_text(f"[septool]\n{name} = {LOCAL_PREFIX}{name}\n")
-    os.replace(module.with_suffix(".tmp"), module)
+    write_text(dist_info / "METADATA", f"Metadata-Version: 2.1\nName: {LOCAL_PREFIX}{name}\nVersion: 0.0.0\n")
+    write_text(dist_info / "entry_points.txt", f"[septool]\n{name} = {LOCAL_PREFIX}{name}\n")
+    write_text(module, text)  # last: the plugin exists once its module does
     activate_local_site()
     return LocalPlugin(name, module, target if weights is not None else None)
 
@@ -171,13 +166,16 @@ def write_package(name: str, folder: Path, description: str, weights: Path | Non
     package = folder / f"septool_{name}"
     if package.exists():
         raise SeptoolError(f"{package}: already exists; choose an empty folder")
-    package.mkdir(parents=True)
+    try:
+        package.mkdir(parents=True)
+    except OSError as err:
+        raise write_failure(package, err) from None
     fields = dict(name=name, dash=name.replace("_", "-"), description=description,
                   toml_description=toml_string(f"septool source plugin: {description}"),
                   weights=decoder_file(name), fingerprint=fingerprint or "none yet")  # fmt: skip
-    (folder / "pyproject.toml").write_text(PACKAGE_PYPROJECT.format(**fields))
-    (folder / "README.md").write_text(PACKAGE_README.format(**fields))
-    (package / "__init__.py").write_text(PACKAGE_MODULE.format(**fields))
+    write_text(folder / "pyproject.toml", PACKAGE_PYPROJECT.format(**fields))
+    write_text(folder / "README.md", PACKAGE_README.format(**fields))
+    write_text(package / "__init__.py", PACKAGE_MODULE.format(**fields))
     if weights is not None:
         copy_as_float16(weights, package / decoder_file(name))  # half the size; widened on loading
     return folder

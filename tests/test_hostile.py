@@ -3,6 +3,7 @@
 import importlib
 import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -252,3 +253,107 @@ def test_evaluate_refuses_a_silent_or_nan_reference_before_separating(damage, ti
     assert code == 1 and "two" in err and "Traceback" not in err, err
     assert ("silent" in err) if damage == "silent" else ("NaN" in err)
     assert not (tmp_path / "results").exists()
+
+
+def _pairs(root, source="vocals", tracks=2, seconds=3.0):
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    for k in range(tracks):
+        folder = root / f"s{k}"
+        folder.mkdir(parents=True)
+        audio = (rng.standard_normal((int(44100 * seconds), 2)) * 0.1).astype(np.float32)
+        sf.write(folder / f"{source}.wav", audio, 44100, subtype="FLOAT")
+        sf.write(folder / "mixture.wav", audio + 0.01, 44100, subtype="FLOAT")
+    return root
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--data", "vocals=DB", "--size", "tiny", "--epochs", "1", "-o", "FILE/model"],
+        ["evaluate", "--data", "DB", "--sources", "vocals", "--model", "MODEL", "-o", "FILE/results"],
+        ["new-plugin", "kazoo", "FILE/package"],
+        ["synth", "FILE/out", "--hours", "0.001"],
+    ],
+)
+def test_output_under_a_regular_file_is_one_line(command, tiny_model_dir, tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("SEPTOOL_CACHE", str(tmp_path / "cache"))
+    blocker = tmp_path / "afile"
+    blocker.write_text("a file, not a folder")
+    names = {"DB": str(_pairs(tmp_path / "db")), "MODEL": str(tiny_model_dir), "FILE": str(blocker)}
+    args = [next((arg.replace(k, v) for k, v in names.items() if arg.startswith(k)), arg) for arg in command]
+    code, out, err = cli(*args)
+    assert code == 1 and "afile" in err and "Traceback" not in err, err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1
+    assert blocker.read_text() == "a file, not a folder"
+
+
+def test_add_decoder_with_septool_home_a_regular_file_is_one_line(tiny_model_dir, tmp_path, cli, monkeypatch):
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    monkeypatch.setenv("SEPTOOL_HOME", str(home))
+    db = _pairs(tmp_path / "db", source="guitar")
+    code, out, err = cli("add-decoder", "guitar", "--data", db, "--model", tiny_model_dir, "--epochs", "1")
+    assert code == 1 and str(home) in err and "Traceback" not in err, err
+
+
+def test_a_full_disk_while_evaluating_leaves_no_temporary_plot(tiny_model_dir, tmp_path, cli, monkeypatch):
+    import errno
+
+    import matplotlib.figure
+
+    def full(self, *args, **kwargs):
+        with open(args[0], "wb") as handle:
+            handle.write(b"half a png")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full)
+    out_dir = tmp_path / "results"
+    db = _pairs(tmp_path / "db")
+    code, out, err = cli("evaluate", "--data", db, "--sources", "vocals", "--model", tiny_model_dir, "-o", out_dir)
+    assert code == 1 and "sdr.png: cannot write (No space left on device)" in err and "Traceback" not in err, err
+    assert not [p for p in out_dir.rglob("*") if ".tmp" in p.name]
+
+
+def test_a_full_disk_while_caching_training_audio_is_one_line(tmp_path, cli, monkeypatch):
+    import errno
+
+    import numpy as np
+
+    def full(file, *args, **kwargs):
+        with open(file, "wb") as handle:
+            handle.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setenv("SEPTOOL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(np, "save", full)
+    code, out, err = cli("train", "--data", f"vocals={_pairs(tmp_path / 'db')}", "--size", "tiny", "--epochs", "1",
+                         "-o", tmp_path / "model")  # fmt: skip
+    assert code == 1 and "cannot write (No space left on device)" in err and "Traceback" not in err, err
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+
+
+def test_a_full_disk_while_rendering_leaves_no_temporary_song_folder(tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    import soundfile
+
+    if shutil.which("fluidsynth") is None or not Path("/usr/share/sounds/sf2/TimGM6mb.sf2").exists():
+        pytest.skip("needs fluidsynth and timgm6mb-soundfont")
+    from septool.synth import synthesize
+
+    real = soundfile.write
+
+    def full(file, *args, **kwargs):
+        if str(file).endswith("bass.wav"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(soundfile, "write", full)
+    with pytest.raises(SeptoolError, match="cannot write .No space left on device"):
+        synthesize(tmp_path / "db", 0.001, seed=3, soundfonts=["/usr/share/sounds/sf2/TimGM6mb.sf2"],
+                   song_seconds=(6.0, 6.0), voices="kal")  # fmt: skip
+    assert not [p for p in (tmp_path / "db").rglob("*") if p.is_file()]

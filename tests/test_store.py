@@ -1,3 +1,6 @@
+import errno
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import tiny_model
@@ -66,11 +69,12 @@ def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path, monkeypatch):
     before = path.read_bytes()
     import septool.store as store
 
-    def fail(*args, **kwargs):
-        raise OSError("disk full")
+    def fail(tensors, filename, metadata=None):  # the disk fills half-way through the file
+        Path(filename).write_bytes(b"half a file")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(store, "save_file", fail)
-    with pytest.raises(OSError):
+    with pytest.raises(SeptoolError, match="encoder.safetensors: cannot write .No space left on device"):
         save_encoder(path, tiny_model(["vocals"], seed=5).encoder)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder.safetensors"]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from ..files import atomic_folder
 from .render import PCM16
 
 LAYOUTS = ("musdb", "pairs", "stems")
@@ -37,12 +36,8 @@ def write_song(
         "stems": written_stems,
     }
     files = [n for w in wanted for n in names.get(w, [w])]
-    tmp = folder.parent / f".{folder.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in files:
-        samples = np.round(audio[name].T * PCM16).astype(np.int16)  # exact: values are on the 16-bit grid
-        sf.write(tmp / f"{name}.wav", samples, 44100, subtype="PCM_16")
-    (tmp / "song.json").write_text(json.dumps(metadata, indent=1))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    with atomic_folder(folder, errors=(sf.LibsndfileError,)) as tmp:
+        for name in files:
+            samples = np.round(audio[name].T * PCM16).astype(np.int16)  # exact: values are on the 16-bit grid
+            sf.write(tmp / f"{name}.wav", samples, 44100, subtype="PCM_16")
+        (tmp / "song.json").write_text(json.dumps(metadata, indent=1))
