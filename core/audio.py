@@ -57,29 +57,33 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         raise SeptoolError(f"{path}: has {info.channels} channels; septool separates mono or stereo audio")
     if info.frames <= 0:
         raise SeptoolError(f"{path}: contains no audio (zero length)")
-    missing = _missing_wav_bytes(path)
+    missing = _missing_bytes(path)
     if missing:
-        raise SeptoolError(
-            f"{path}: truncated: its WAV header announces {missing} more bytes of audio than the file holds"
-        )
+        raise SeptoolError(f"{path}: truncated: its header announces {missing} more bytes of audio than the file holds")
     return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames))
 
 
-def _missing_wav_bytes(path: Path) -> int:
-    """For a RIFF/WAVE file, how many bytes of the declared data chunk are absent (0 if none).
+# container magic -> (byte order of chunk sizes, the chunk that holds the samples)
+_CONTAINERS = {b"RIFF": ("little", b"data"), b"FORM": ("big", b"SSND")}
 
-    libsndfile reads a cut WAV file without complaint, sizing it from what is there; the
-    header's data chunk size tells what should have been there.
+
+def _missing_bytes(path: Path) -> int:
+    """For a WAV or AIFF file, how many bytes of its declared sample chunk are absent (0 if none).
+
+    libsndfile reads a cut WAV or AIFF file without complaint, sizing it from what is there; the
+    header's chunk size tells what should have been there.
     """
     size = path.stat().st_size
     with open(path, "rb") as handle:
-        if handle.read(12)[:4] != b"RIFF":
+        magic = handle.read(12)[:4]
+        if magic not in _CONTAINERS:
             return 0
+        order, wanted = _CONTAINERS[magic]
         offset = 12
         while offset + 8 <= size:
             handle.seek(offset)
-            chunk, length = handle.read(4), int.from_bytes(handle.read(4), "little")
-            if chunk == b"data":
+            chunk, length = handle.read(4), int.from_bytes(handle.read(4), order)
+            if chunk == wanted:
                 return 0 if length == 0xFFFFFFFF else max(0, offset + 8 + length - size)
             offset += 8 + length + (length & 1)
     return 0

@@ -357,3 +357,18 @@ def test_a_full_disk_while_rendering_leaves_no_temporary_song_folder(tmp_path, m
         synthesize(tmp_path / "db", 0.001, seed=3, soundfonts=["/usr/share/sounds/sf2/TimGM6mb.sf2"],
                    song_seconds=(6.0, 6.0), voices="kal")  # fmt: skip
     assert not [p for p in (tmp_path / "db").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("suffix", ["wav", "aiff"])
+def test_a_truncated_wav_or_aiff_is_refused(suffix, tiny_model_dir, tmp_path, cli):
+    import numpy as np
+    import soundfile as sf
+
+    whole = tmp_path / f"whole.{suffix}"
+    sf.write(whole, (np.random.default_rng(0).standard_normal((132300, 2)) * 0.1).astype(np.float32), 44100,
+             subtype="PCM_16")  # fmt: skip
+    cut = tmp_path / f"cut.{suffix}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    code, out, err = cli("separate", cut, "--model", tiny_model_dir, "-o", tmp_path / "out")
+    assert code == 1 and f"cut.{suffix}: truncated" in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
