@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -503,30 +504,49 @@ def _terminate(signum, frame) -> None:
     raise Terminated
 
 
-def main() -> None:
-    """Console entry point: one line and exit status 1 for a SeptoolError, never a traceback."""
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        code = app(standalone_mode=False, prog_name="septool")
-    except Terminated:
-        console.print("terminated", highlight=False)
-        sys.exit(143)
-    except septool.SeptoolError as err:
+def _report(err: Exception) -> None:
+    """One line and an exit status for any error: bad input (1), usage (2), or a bug in septool (70)."""
+    if isinstance(err, septool.SeptoolError):
         console.print(labelled("error:", "red", err), highlight=False, soft_wrap=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        code = 130
-    except typer.Exit as exit_:
-        sys.exit(exit_.exit_code)
-    except typer.Abort:
-        code = 130
-    except TyperException as err:  # click's usage errors: an unknown command or option, a bad value
+    if isinstance(err, TyperException):  # click's usage errors: an unknown command or option, a bad value
         if type(err).__name__ == "NoArgsIsHelpError":
             out.print(err.format_message())
         else:
             where = getattr(getattr(err, "ctx", None), "command_path", "septool")
             console.print(labelled("error:", "red", f"{err.format_message()} (see {where} --help)"), soft_wrap=True)
         sys.exit(getattr(err, "exit_code", 2) or 2)
+    text = str(err).strip().splitlines()
+    console.print(
+        labelled("internal error:", "red", f"{type(err).__name__}: {text[-1] if text else ''} (a bug in septool; "
+                 "SEPTOOL_DEBUG=1 shows the traceback for a bug report)"),
+        soft_wrap=True,
+    )  # fmt: skip
+    sys.exit(70)
+
+
+def main() -> None:
+    """Console entry point: one line and a non-zero exit status for any error, never a traceback.
+
+    ``SEPTOOL_DEBUG=1`` lets errors propagate with their traceback, for bug reports.
+    """
+    signal.signal(signal.SIGTERM, _terminate)
+    debug = os.environ.get("SEPTOOL_DEBUG", "") not in ("", "0")
+    try:
+        code = app(standalone_mode=False, prog_name="septool")
+    except Terminated:
+        console.print("terminated", highlight=False)
+        sys.exit(143)
+    except KeyboardInterrupt:
+        code = 130
+    except typer.Exit as exit_:
+        code = exit_.exit_code
+    except typer.Abort:
+        code = 130
+    except Exception as err:
+        if debug:
+            raise
+        _report(err)
     # click turns Ctrl-C into Exit(130), which outside standalone mode is returned, not raised
     if code == 130:
         console.print("interrupted", highlight=False)

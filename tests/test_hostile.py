@@ -372,3 +372,15 @@ def test_a_truncated_wav_or_aiff_is_refused(suffix, tiny_model_dir, tmp_path, cl
     code, out, err = cli("separate", cut, "--model", tiny_model_dir, "-o", tmp_path / "out")
     assert code == 1 and f"cut.{suffix}: truncated" in err and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bug_is_one_line_with_exit_70_and_septool_debug_shows_the_traceback(cli, song, monkeypatch):
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(septool, "separate", bug)
+    code, out, err = cli("separate", song)
+    assert code == 70 and "internal error: ZeroDivisionError: division by zero" in err and "Traceback" not in err
+    monkeypatch.setenv("SEPTOOL_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        cli("separate", song)
