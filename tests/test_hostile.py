@@ -384,3 +384,45 @@ def test_a_bug_is_one_line_with_exit_70_and_septool_debug_shows_the_traceback(cl
     monkeypatch.setenv("SEPTOOL_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         cli("separate", song)
+
+
+def test_kill_9_during_a_checkpoint_write_resumes_from_the_previous_checkpoint(tmp_path):
+    import os
+    import subprocess
+
+    from test_transfer import guitar_db
+
+    from septool.checkpoint import CHECKPOINT_FILE, Checkpoint
+
+    db = guitar_db(tmp_path / "db", tracks=2, seconds=3.0)
+    for track in db.iterdir():
+        (track / "guitar.wav").rename(track / "vocals.wav")
+    out = tmp_path / "model"
+    script = f"""
+import os, signal, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import septool, septool.store as store
+from test_transfer import quick
+
+real, written = store.save_file, []
+
+def dies_in_the_second_checkpoint(tensors, filename, metadata=None):
+    real(tensors, filename, metadata=metadata)
+    written.append(filename)
+    if sum(".checkpoint." in str(f) for f in written) == 2:
+        with open(filename, "r+b") as handle:
+            handle.truncate(os.path.getsize(filename) // 2)  # half written when the power goes
+        os.kill(os.getpid(), signal.SIGKILL)
+
+if sys.argv[1] == "kill":
+    store.save_file = dies_in_the_second_checkpoint
+config = quick(max_epochs=3, batches_per_epoch=1, precision="fp32")
+result = septool.train({str(out)!r}, data={{"vocals": {str(db)!r}}}, config=config, resume=sys.argv[1] == "resume")
+print("epochs", result.epochs)
+"""
+    env = {**os.environ, "SEPTOOL_CACHE": str(tmp_path / "cache")}
+    killed = subprocess.run([sys.executable, "-c", script, "kill"], capture_output=True, text=True, env=env)
+    assert killed.returncode == -9, killed.stderr
+    assert Checkpoint(out / CHECKPOINT_FILE).header["epoch"] == 1  # the previous complete one
+    resumed = subprocess.run([sys.executable, "-c", script, "resume"], capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0 and "epochs 3" in resumed.stdout, resumed.stderr
