@@ -124,3 +124,13 @@ def test_a_truncated_soundfont_is_refused_in_one_line(tmp_path):
     with pytest.raises(SeptoolError, match="not a readable SoundFont"):
         render(tmp_path / "out", soundfonts=[cut])
     assert not (tmp_path / "out").exists()
+
+
+def test_without_the_synth_extra_synth_says_what_to_install(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyworld" else real(name, *a))
+    with pytest.raises(SeptoolError, match=r"needs pyworld: pip install 'septool\[synth\]'"):
+        render(tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -5,6 +5,7 @@ Each stem is rendered on its own; the mixture is the exact sum of the (quantized
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import tempfile
@@ -26,8 +27,12 @@ PCM16 = 32768.0  # 16-bit WAV samples are k / 32768 when read as float
 
 
 def check_tools() -> None:
+    """Refuse, before rendering, a machine without fluidsynth or the Python packages of ``septool[synth]``."""
     if shutil.which("fluidsynth") is None:
         raise SeptoolError("fluidsynth is not installed (Debian: apt-get install fluidsynth)")
+    missing = [name for name in ("pyworld", "pyloudnorm") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SeptoolError(f"septool synth needs {' and '.join(missing)}: pip install 'septool[synth]'")
 
 
 def _fluidsynth(midi: Path, soundfont: Path, out: Path, reverb_room: float) -> None:
