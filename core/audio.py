@@ -217,10 +217,7 @@ class AtomicWriter:
             )
         except (sf.LibsndfileError, OSError) as err:
             self.abort()
-            raise self._failed(err) from None
-
-    def _failed(self, err: Exception) -> SeptoolError:
-        return write_failure(self.path, err)
+            raise write_failure(self.path, err) from None
 
     def write(self, block: np.ndarray) -> None:
         """Write a (2, n) float block."""
@@ -235,7 +232,7 @@ class AtomicWriter:
         try:
             self._file.write(np.ascontiguousarray(block.T))
         except (sf.LibsndfileError, OSError) as err:
-            raise self._failed(err) from None
+            raise write_failure(self.path, err) from None
 
     def commit(self) -> Path:
         try:
@@ -244,7 +241,7 @@ class AtomicWriter:
             os.replace(self._tmp, self.path)
         except (sf.LibsndfileError, OSError) as err:
             self.abort()
-            raise self._failed(err) from None
+            raise write_failure(self.path, err) from None
         return self.path
 
     def abort(self) -> None:
