@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 export SEPTOOL_HOME="$work/home"
 septool synth "$work/guitar_db" --hours "${HOURS:-0.1}" --extra guitar --seed 7 -j 2 \
   --soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2 --soundfont /usr/share/sounds/sf3/MuseScore_General_Full.sf3
-septool add-decoder guitar --data "$work/guitar_db" --precision bf16 --batch-size 4 --max-minutes "${MINUTES:-10}" \
+septool add-decoder guitar --data "$work/guitar_db" --precision auto --batch-size 4 --max-minutes "${MINUTES:-10}" \
   --description "Guitars (rendered training data)"
 rm -rf "$here/septool-guitar"
 septool new-plugin guitar "$here/septool-guitar" --description "Guitars (rendered training data)"

@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--size", default="encoder+")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--batches-per-epoch", type=int, default=100, help="validate this often")
-    parser.add_argument("--precision", default="bf16")
+    parser.add_argument("--precision", default="auto")
     parser.add_argument("--loss", default="l1", help="l1, mse or mse-raw")
     parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (the paper's)")
     parser.add_argument("--patience", type=int, default=30, help="epochs without improvement before stopping")

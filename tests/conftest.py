@@ -11,6 +11,28 @@ from septool.network import ModelConfig, SharedModel
 from septool.store import ENCODER_FILE, decoder_file, save_decoder, save_encoder
 
 BUILTIN = ["vocals", "drums", "bass", "other"]
+DATA = Path(__file__).parent / "data"
+MUSEVAL_REFERENCE = DATA / "museval-reference"
+
+
+@pytest.fixture(autouse=True)
+def hermetic(tmp_path_factory, monkeypatch):
+    """Every test gets its own SEPTOOL_HOME and audio cache: nothing reads or writes ~/.septool."""
+    root = tmp_path_factory.mktemp("user")
+    monkeypatch.setenv("SEPTOOL_HOME", str(root / "home"))
+    monkeypatch.setenv("SEPTOOL_CACHE", str(root / "cache"))
+
+
+@pytest.fixture(scope="session")
+def musdb_sample(tmp_path_factory) -> Path:
+    """The two real MUSDB18 excerpts of tests/data as a MUSDB18-HQ folder of WAV files."""
+    root = tmp_path_factory.mktemp("musdb18-sample")
+    for flac in sorted((DATA / "musdb18-sample").rglob("*.flac")):
+        wav = root / flac.relative_to(DATA / "musdb18-sample").with_suffix(".wav")
+        wav.parent.mkdir(parents=True, exist_ok=True)
+        data, rate = sf.read(flac, dtype="int16")
+        sf.write(wav, data, rate, subtype="PCM_16")
+    return root
 
 
 def tiny_model(sources=BUILTIN, seed=0) -> SharedModel:

@@ -4,20 +4,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import MUSEVAL_REFERENCE
 
 import septool
 from septool import SeptoolError
-from septool.evaluate import EvalTrack, oracle, score, tracks_from_musdb
-
-REFERENCE = Path("../shared/data/museval-reference")
-SAMPLE = Path("../shared/data/musdb18-sample")
+from septool.evaluate import EvalTrack, Results, oracle, score, tracks_from_musdb
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="musdb decodes .stem.mp4 through ffmpeg")
 def test_scores_reproduce_musevals_own_reference():
     import musdb
 
-    track = musdb.DB(root=str(REFERENCE / "MUSDB18-7-SAMPLE"), subsets="train")[0]
+    track = musdb.DB(root=str(MUSEVAL_REFERENCE / "MUSDB18-7-SAMPLE"), subsets="train")[0]
     np.random.seed(0)
     estimates = {
         "vocals": np.random.random(track.audio.shape).T,
@@ -25,7 +23,7 @@ def test_scores_reproduce_musevals_own_reference():
     }
     references = {name: track.targets[name].audio.T for name in ("vocals", "accompaniment")}
     ours = score(references, estimates, track.name)
-    expected = json.loads((REFERENCE / f"{track.name}.json").read_text())
+    expected = json.loads((MUSEVAL_REFERENCE / f"{track.name}.json").read_text())
     for target in expected["targets"]:
         for i, frame in enumerate(target["frames"]):
             for metric, value in frame["metrics"].items():
@@ -33,8 +31,8 @@ def test_scores_reproduce_musevals_own_reference():
                 assert abs(got - value) < 0.1, f"{target['name']} window {i} {metric}: {got:.3f} vs {value:.3f}"
 
 
-def test_oracle_masks_are_plausible_ceilings_on_real_excerpts(tmp_path):
-    results, written = septool.evaluate(tmp_path / "irm", musdb=SAMPLE, subset="test", oracle_mask="irm")
+def test_oracle_masks_are_plausible_ceilings_on_real_excerpts(musdb_sample, tmp_path):
+    results, written = septool.evaluate(tmp_path / "irm", musdb=musdb_sample, subset="test", oracle_mask="irm")
     summary = results.summary()
     assert set(summary) == {"vocals", "drums", "bass", "other"}
     for source, metrics in summary.items():
@@ -53,6 +51,25 @@ def test_perfect_estimates_score_far_above_the_mixture():
     as_mixture = score(refs, {"a": mixture, "b": mixture})
     ideal = score(refs, oracle(track, "irm"))
     assert ideal.median("a", "SDR") > as_mixture.median("a", "SDR") + 3
+
+
+def test_a_track_scores_the_median_of_its_windows_and_a_set_the_mean_over_tracks():
+    """§4.1: the median over 1 s windows, so that one silent or broken second cannot drag a track
+    down; museval's convention. Three seconds: two clean windows and one ruined one."""
+    rng = np.random.default_rng(4)
+    reference = {"a": rng.standard_normal((2, 3 * 44100)) * 0.1, "b": rng.standard_normal((2, 3 * 44100)) * 0.1}
+    estimate = {k: v + rng.standard_normal(v.shape) * 0.01 for k, v in reference.items()}
+    ruined = {k: v.copy() for k, v in estimate.items()}
+    ruined["a"][:, 2 * 44100 :] = reference["b"][:, 2 * 44100 :]  # the last second is the wrong source
+    track = score(reference, ruined, "t")
+    windows = np.asarray(track.frames["a"]["SDR"])
+    assert windows.size == 3 and windows[2] < windows[:2].min() - 20
+    assert track.median("a", "SDR") == pytest.approx(float(np.median(windows)))
+    assert track.median("a", "SDR") > windows.mean() + 5  # the mean would follow the ruined second
+    clean = score(reference, estimate, "u")
+    results = Results(tracks=[track, clean])
+    expected = (track.median("a", "SDR") + clean.median("a", "SDR")) / 2
+    assert results.summary()["a"]["SDR"] == pytest.approx(expected)
 
 
 def test_oracle_of_a_single_source_pair_lets_the_rest_compete():
@@ -87,11 +104,11 @@ def test_bad_evaluation_input_names_the_track(tmp_path):
         tracks_from_musdb(tmp_path, "test", ["vocals"])
 
 
-def short_excerpt(root: Path, seconds: float = 2.0) -> Path:
+def short_excerpt(musdb_sample: Path, root: Path, seconds: float = 2.0) -> Path:
     """The sample's test track cut to ``seconds``, in MUSDB18-HQ layout (BSSEval time grows with length)."""
     import soundfile as sf
 
-    source = next((SAMPLE / "test").iterdir())
+    source = next((musdb_sample / "test").iterdir())
     folder = root / "test" / source.name
     folder.mkdir(parents=True)
     for wav in source.glob("*.wav"):
@@ -100,10 +117,10 @@ def short_excerpt(root: Path, seconds: float = 2.0) -> Path:
     return root
 
 
-def test_paper_experiment_trains_in_parallel_then_evaluates_all_five(cli, tmp_path, monkeypatch):
+def test_paper_experiment_trains_in_parallel_then_evaluates_all_five(musdb_sample, cli, tmp_path, monkeypatch):
     monkeypatch.setenv("SEPTOOL_CACHE", str(tmp_path / "cache"))
     code, out, err = cli(
-        "experiment", "paper", "--musdb", SAMPLE, "--tiny", "--epochs", "1", "--batch-size", "2", "--budget", "5",
+        "experiment", "paper", "--musdb", musdb_sample, "--tiny", "--epochs", "1", "--batch-size", "2", "--budget", "5",
         "--stage", "train", "--parallel", "-o", tmp_path / "exp",
     )  # fmt: skip
     assert code == 0, err
@@ -111,7 +128,7 @@ def test_paper_experiment_trains_in_parallel_then_evaluates_all_five(cli, tmp_pa
     trained = {p.parent.name for p in (tmp_path / "exp").glob("*/training.json")}
     assert trained == {"independent", "simultaneous", "interleaved", "interleaved-acc", "encoder+"}
     code, out, err = cli(
-        "experiment", "paper", "--stage", "evaluate", "--eval-musdb", short_excerpt(tmp_path / "eval"),
+        "experiment", "paper", "--stage", "evaluate", "--eval-musdb", short_excerpt(musdb_sample, tmp_path / "eval"),
         "-o", tmp_path / "exp",
     )  # fmt: skip
     assert code == 0, err
@@ -125,8 +142,10 @@ def test_paper_experiment_trains_in_parallel_then_evaluates_all_five(cli, tmp_pa
     assert "(4.15)" in out and "(9.28)" in out  # the paper's figures are printed beside ours
 
 
-def test_evaluating_an_experiment_that_was_not_trained_names_the_folder(cli, tmp_path):
-    code, _, err = cli("experiment", "paper", "--stage", "evaluate", "--eval-musdb", SAMPLE, "-o", tmp_path / "none")
+def test_evaluating_an_experiment_that_was_not_trained_names_the_folder(musdb_sample, cli, tmp_path):
+    code, _, err = cli(
+        "experiment", "paper", "--stage", "evaluate", "--eval-musdb", musdb_sample, "-o", tmp_path / "none"
+    )
     assert code != 0
     assert f"{tmp_path / 'none' / 'independent'}: no trained independent configuration" in err
     assert "Traceback" not in err

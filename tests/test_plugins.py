@@ -1,4 +1,5 @@
 import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import BUILTIN, save_model, tiny_model
@@ -144,3 +145,11 @@ def test_allowlist_names_that_match_nothing_are_reported(fresh_plugins, monkeypa
     reg = fresh_plugins.registry()
     assert sorted(reg.sources) == ["vocals"]
     assert [f.name for f in reg.failures] == ["vocal"] and "SEPTOOL_LOAD_PLUGINS" in reg.failures[0].reason
+
+
+def test_tests_never_see_the_users_septool_folder():
+    from septool.datasets import cache_folder
+    from septool.home import septool_home
+
+    assert septool_home() != Path.home() / ".septool" and not septool_home().exists()
+    assert Path.home() not in cache_folder().parents

@@ -96,3 +96,66 @@ def test_separator_refuses_bad_settings():
         Separator(IdentityDecoders(), ["a"], overlap=1.0)
     with pytest.raises(SeptoolError, match="not available"):
         Separator(IdentityDecoders(), ["a"], device="cuda" if not torch.cuda.is_available() else "mps")
+
+
+class PatchGains:
+    """Patch k (in the order the separator runs them, one per call) comes back scaled by gains[k]:
+    a model whose estimate changes from patch to patch, as a real one's does."""
+
+    def __init__(self, gains):
+        self.gains, self.calls = list(gains), 0
+
+    def separate_patches(self, magnitude, sources):
+        assert magnitude.shape[0] == 1
+        gain = self.gains[self.calls]
+        self.calls += 1
+        return {s: magnitude * gain for s in sources}
+
+
+def steady_chord(length):
+    t = np.arange(length) / 44100
+    mono = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 331.0, 447.0)) / 3
+    return np.stack([mono, 0.7 * mono]).astype(np.float32)
+
+
+def test_overlap_add_crossfades_between_patches_without_steps():
+    separator = Separator(PatchGains([]), ["a"], batch_size=1, overlap=0.25)
+    stride = separator.stride
+    length = PATCH_SAMPLES + 3 * stride
+    gains = [0.3, 0.5, 0.7, 0.9]
+    separator.model = PatchGains(gains)
+    audio = steady_chord(length)
+    out = separator.separate(audio)["a"]
+    loud = np.abs(audio[0]) > 0.3 * np.abs(audio[0]).max()
+    ratio = np.where(loud, out[0] / np.where(loud, audio[0], 1), np.nan)
+    for k, gain in enumerate(gains):  # where a patch overlaps no other, its own estimate is the output
+        alone = slice(k * stride + PATCH_SAMPLES - stride + 100, (k + 1) * stride - 100) if 0 < k < 3 else None
+        if alone is not None:
+            assert np.nanmax(np.abs(ratio[alone] - gain)) < 1e-4
+    steps = np.abs(np.diff(ratio))
+    # a crossfade moves the 0.2 between neighbouring gains over thousands of samples; hard cuts
+    # (a rectangular window) would jump by 0.1 at every patch edge
+    assert np.nanmax(steps) < 1e-3, f"the output jumps by {np.nanmax(steps):.3f} between samples"
+    assert np.nanmin(ratio) < 0.31 and np.nanmax(ratio) > 0.89  # and each patch's gain is reached
+
+
+def test_patches_advance_by_the_overlap_exactly():
+    separator = Separator(IdentityDecoders(), ["a"], batch_size=1, overlap=0.25)
+    assert separator.stride == PATCH_SAMPLES * 3 // 4
+    counter = PatchGains([1.0] * 10)
+    separator.model = counter
+    separator.separate(np.zeros((2, PATCH_SAMPLES + 3 * separator.stride), dtype=np.float32))
+    assert counter.calls == 4  # 3 strides past the first patch: 4 patches, not 5
+
+
+def test_the_front_end_is_the_periodic_hann_stft_the_model_files_record():
+    from septool.spectral import HOP, N_FFT, Spectrogram, StftSettings
+
+    assert StftSettings().window == "hann"
+    audio = np.random.default_rng(3).standard_normal((1, 2, 20 * HOP)).astype(np.float32)
+    spec = Spectrogram()(torch.from_numpy(audio)).numpy()
+    frame = 10  # far from the edges, where the centred STFT's reflection padding does not reach
+    segment = audio[0, :, frame * HOP - N_FFT // 2 : frame * HOP + N_FFT // 2]
+    hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)
+    expected = np.fft.rfft(segment * hann, axis=-1)
+    np.testing.assert_allclose(spec[0, :, :, frame], expected, rtol=1e-4, atol=1e-3)

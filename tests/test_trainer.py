@@ -15,7 +15,61 @@ from septool.store import load_decoder, load_encoder
 from septool.trainer import Trainer
 
 RATE = 44100
-SAMPLE = "../shared/data/musdb18-sample"
+
+
+def spy_training(trainer, monkeypatch):
+    """Record, in order, every (epoch, source, crop plan) the trainer trains on, and whether the
+    shared encoder's gradient was clear when each step began (epoch 0: the input statistics)."""
+    steps = []
+    encoder = trainer.encoder(trainer.sources[0])
+    for source, db in trainer.dbs.train.items():
+
+        def sample(rng, plan, *args, db=db, source=source, original=db.sample):
+            clear = all(p.grad is None or not p.grad.any() for p in encoder.parameters())
+            if trainer.epoch > 0:
+                steps.append((trainer.epoch, source, tuple(plan), clear))
+            return original(rng, plan, *args)
+
+        monkeypatch.setattr(db, "sample", sample)
+    return steps
+
+
+def test_each_round_draws_its_own_order_of_sources_and_each_epoch_fresh_crops(toy, tmp_path, monkeypatch):
+    _, dbs, _ = toy
+    config = tiny_config(max_epochs=2, batches_per_epoch=6, batch_size=2)
+    trainer = Trainer(config, dbs, tmp_path)
+    steps = spy_training(trainer, monkeypatch)
+    trainer.run()
+    rounds = [tuple(s[1] for s in steps[i : i + 2]) for i in range(0, len(steps), 2)]
+    assert len(rounds) == 12 and all(sorted(r) == ["high", "low"] for r in rounds)  # each source once a round
+    assert len(set(rounds)) == 2  # the order changes from round to round (2 sources: 2 orders)
+    assert rounds[:6] != rounds[6:]  # and the epochs do not replay one sequence
+    for source in ("low", "high"):
+        crops = {epoch: [s[2] for s in steps if s[0] == epoch and s[1] == source] for epoch in (1, 2)}
+        assert crops[1] != crops[2], f"{source}: the second epoch drew the first epoch's crops again"
+
+
+def test_algorithm_2_clears_the_encoder_gradient_at_the_start_of_every_round(toy, tmp_path, monkeypatch):
+    _, dbs, _ = toy
+    trainer = Trainer(
+        tiny_config(procedure="interleaved-acc", max_epochs=1, batches_per_epoch=3), dbs, tmp_path
+    )  # fmt: skip
+    steps = spy_training(trainer, monkeypatch)
+    trainer.run()
+    assert [s[3] for s in steps] == [True, False] * 3  # accumulated within a round, never across rounds
+
+
+def test_an_epoch_is_as_long_as_the_smallest_database_allows(tmp_path):
+    write_pairs(tmp_path / "low_db", "low", 2, 4.0, seed=1)
+    write_pairs(tmp_path / "high_db", "high", 6, 4.0, seed=2)
+    dbs = from_folders(
+        {"low": tmp_path / "low_db", "high": tmp_path / "high_db"}, {"low": "low", "high": "high"},
+        {"low": ("pairs",), "high": ("pairs",)}, seed=0, valid_fraction=0.25, cache=AudioCache(tmp_path / "cache"),
+    )  # fmt: skip
+    sizes = {s: db.patches for s, db in dbs.train.items()}
+    assert sizes["low"] < sizes["high"]
+    trainer = Trainer(tiny_config(batch_size=1), dbs, tmp_path / "out")
+    assert trainer.batches_per_epoch() == sizes["low"]  # §3.1: the smallest database sets the epoch
 
 
 def swell(rng, n, rate_hz):
@@ -79,7 +133,7 @@ def sdr(reference, estimate):
 
 
 def tiny_config(**kwargs):
-    base = dict(size="tiny", batch_size=4, lr=3e-3, valid_patches=4, augment=False, seed=0, precision="bf16")
+    base = dict(size="tiny", batch_size=4, lr=3e-3, valid_patches=4, augment=False, seed=0, precision="fp32")
     return TrainConfig(**(base | kwargs))
 
 
@@ -143,7 +197,7 @@ def test_rounds_never_repeat_a_source_and_subsets_are_fresh_each_epoch(toy, tmp_
 
 def test_resume_after_interrupt_gives_the_same_weights(toy, tmp_path):
     _, dbs, _ = toy
-    config = tiny_config(max_epochs=3, batches_per_epoch=2, augment=True, precision="fp32")
+    config = tiny_config(max_epochs=3, batches_per_epoch=2, augment=True)
     Trainer(config, dbs, tmp_path / "straight").run()
 
     def interrupt(event):
@@ -168,26 +222,26 @@ def _tensors(data: bytes):
     return {k: v.numpy().tobytes() for k, v in load(data).items()}
 
 
-def test_independent_and_simultaneous_procedures(tmp_path):
+def test_independent_and_simultaneous_procedures(musdb_sample, tmp_path):
     result = septool.train(
-        tmp_path / "ind", musdb=SAMPLE, config=tiny_config(procedure="independent", max_epochs=1, batch_size=2),
+        tmp_path / "ind", musdb=musdb_sample, config=tiny_config(procedure="independent", max_epochs=1, batch_size=2),
         cache=tmp_path / "cache",
     )  # fmt: skip
     assert sorted(p.name for p in result.model_dir.iterdir() if p.is_dir()) == ["bass", "drums", "other", "vocals"]
     assert septool.load_model(tmp_path / "ind" / "vocals", ["vocals"]).sources == ["vocals"]
     result = septool.train(
-        tmp_path / "sim", musdb=SAMPLE, config=tiny_config(procedure="simultaneous", max_epochs=2, batch_size=2),
+        tmp_path / "sim", musdb=musdb_sample, config=tiny_config(procedure="simultaneous", max_epochs=2, batch_size=2),
         cache=tmp_path / "cache",
     )  # fmt: skip
     assert result.encoder_steps == 2 * result.history[0]["patches_seen"] // 2
     assert set(result.history[-1]["valid"]) == {"vocals", "drums", "bass", "other"}
 
 
-def test_cli_trains_on_musdb_sample_and_separates(cli, tmp_path, monkeypatch):
+def test_cli_trains_on_musdb_sample_and_separates(musdb_sample, cli, tmp_path, monkeypatch):
     monkeypatch.setenv("SEPTOOL_CACHE", str(tmp_path / "cache"))
     model = tmp_path / "model"
     code, out, err = cli(
-        "train", "--interleave", "--musdb", SAMPLE, "--size", "tiny", "--epochs", "2", "--batch-size", "2",
+        "train", "--interleave", "--musdb", musdb_sample, "--size", "tiny", "--epochs", "2", "--batch-size", "2",
         "--valid-patches", "2", "-o", model,
     )  # fmt: skip
     assert code == 0, err
@@ -197,9 +251,9 @@ def test_cli_trains_on_musdb_sample_and_separates(cli, tmp_path, monkeypatch):
     assert (model / "loss.png").stat().st_size > 1000
     provenance = load_encoder(model / "encoder.safetensors").metadata["provenance"]
     assert provenance["procedure"] == "interleaved" and provenance["epochs"] == 2
-    code, out, err = cli("separate", f"{SAMPLE}/test", "-o", tmp_path / "sep", "--model", model)
+    code, out, err = cli("separate", f"{musdb_sample}/test", "-o", tmp_path / "sep", "--model", model)
     assert code == 1 and "contains no audio files" in err  # the test subset is folders of stems
-    song = next((__import__("pathlib").Path(SAMPLE) / "test").iterdir()) / "mixture.wav"
+    song = next((musdb_sample / "test").iterdir()) / "mixture.wav"
     code, out, err = cli("separate", song, "-o", tmp_path / "sep", "--model", model)
     assert code == 0, err
     assert len(list((tmp_path / "sep" / "mixture").glob("*.wav"))) == 4
@@ -208,8 +262,8 @@ def test_cli_trains_on_musdb_sample_and_separates(cli, tmp_path, monkeypatch):
     # at a learning rate this large every epoch is worse, so the model started from is written
     tuned = tmp_path / "tuned"
     code, out, err = cli(
-        "train", "--musdb", SAMPLE, "--size", "tiny", "--epochs", "1", "--batch-size", "2", "--valid-patches", "2",
-        "--lr", "10", "--init", model, "-o", tuned,
+        "train", "--musdb", musdb_sample, "--size", "tiny", "--epochs", "1", "--batch-size", "2",
+        "--valid-patches", "2", "--lr", "10", "--init", model, "-o", tuned,
     )  # fmt: skip
     assert code == 0, err
     assert "at epoch 0" in out
@@ -219,7 +273,7 @@ def test_cli_trains_on_musdb_sample_and_separates(cli, tmp_path, monkeypatch):
         a = _tensors((model / f"{name}.safetensors").read_bytes())
         b = _tensors((tuned / f"{name}.safetensors").read_bytes())
         assert a == b, name
-    code, out, err = cli("train", "--musdb", SAMPLE, "--size", "encoder", "--init", model, "-o", tmp_path / "bad")
+    code, out, err = cli("train", "--musdb", musdb_sample, "--size", "encoder", "--init", model, "-o", tmp_path / "bad")
     assert code == 1 and f"{model}: its encoder is not of size 'encoder'" in err
 
 
@@ -248,11 +302,11 @@ def test_every_bad_file_of_a_database_is_named(tmp_path):
         )
 
 
-def test_two_processes_with_gloo_train_in_step(tmp_path):
+def test_two_processes_with_gloo_train_in_step(musdb_sample, tmp_path):
     env = {"SEPTOOL_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "septool.cli.app", "train", "--musdb", SAMPLE, "--size", "tiny", "--epochs", "2",
+        "-m", "septool.cli.app", "train", "--musdb", musdb_sample, "--size", "tiny", "--epochs", "2",
         "--batch-size", "2", "--valid-patches", "2", "-o", str(tmp_path / "ddp"),
     ]  # fmt: skip
     import os
@@ -264,13 +318,13 @@ def test_two_processes_with_gloo_train_in_step(tmp_path):
     assert torch.isfinite(load_encoder(tmp_path / "ddp" / "encoder.safetensors").encoder.bin_std).all()
 
 
-def test_musdb18_hq_folders_are_read_without_musdb_or_ffmpeg(tmp_path, monkeypatch):
+def test_musdb18_hq_folders_are_read_without_musdb_or_ffmpeg(musdb_sample, tmp_path, monkeypatch):
     """A GPU machine may lack ffmpeg (which musdb's stempeg wants on import): WAV folders need neither."""
     from septool.datasets import MUSDB_STEMS, read_musdb
 
     monkeypatch.setitem(sys.modules, "musdb", None)  # any `import musdb` now fails
     problems = []
-    tracks = read_musdb(Path(SAMPLE), "train", AudioCache(tmp_path / "cache"), problems)
+    tracks = read_musdb(Path(musdb_sample), "train", AudioCache(tmp_path / "cache"), problems)
     assert problems == [] and [t.name for t in tracks] == ["Music Delta - 80s Rock"]
     assert set(tracks[0].stems) == set(MUSDB_STEMS) and tracks[0].mixture.shape == tracks[0].stems["bass"].shape
     read_musdb(tmp_path / "nothing", "train", AudioCache(tmp_path / "cache"), problems)

@@ -16,7 +16,6 @@ from septool.datasets import AudioCache, from_folders
 from septool.store import load_encoder
 from septool.trainer import Trainer
 
-SAMPLE = "../shared/data/musdb18-sample"
 RATE = 44100
 
 
@@ -50,7 +49,7 @@ def guitar_db(root, tracks=3, seconds=4.0):
 
 
 def quick(**kwargs):
-    base = dict(size="tiny", batch_size=4, max_epochs=2, valid_patches=4, precision="bf16", lr=1e-3)
+    base = dict(size="tiny", batch_size=4, max_epochs=2, valid_patches=4, precision="fp32", lr=1e-3)
     return TrainConfig(**(base | kwargs))
 
 
@@ -97,10 +96,10 @@ def test_finetune_needs_the_other_databases(home, base_model, tmp_path):
     assert not (home / "plugins").exists()
 
 
-def test_finetune_keeps_the_other_sources_within_ten_percent(home, base_model, tmp_path):
+def test_finetune_keeps_the_other_sources_within_ten_percent(musdb_sample, home, base_model, tmp_path):
     trained = tmp_path / "trained"
-    septool.train(trained, musdb=SAMPLE, config=quick(max_epochs=3))
-    others = {s: SAMPLE for s in BUILTIN}
+    septool.train(trained, musdb=musdb_sample, config=quick(max_epochs=3))
+    others = {s: musdb_sample for s in BUILTIN}
     added = septool.add_decoder(
         "guitar", guitar_db(tmp_path / "db"), "finetune", trained, others, out_dir=tmp_path / "ft", config=quick()
     )
