@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 
 from septool.augment import Augmentation
 from septool.datasets import MUSDB_STEMS, AudioCache, SourceDatabase, crop, from_musdb
-from septool.evaluate import evaluate_tracks, tracks_from_musdb, write_results
+from septool.evaluation import evaluate_tracks, tracks_from_musdb, write_results
 from septool.separator import resolve_precision
 
 RATE = 44100

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 import septool
-from septool.evaluate import evaluate_tracks, tracks_from_musdb, write_results
+from septool.evaluation import evaluate_tracks, tracks_from_musdb, write_results
 from septool.postfilter import PostFilter
 from septool.separator import Covariances, Separator
 from septool.spectral import PATCH_SAMPLES, model_magnitude, unit_phase, with_mixture_phase

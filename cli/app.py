@@ -59,7 +59,7 @@ def separate(
     sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: all the model has).")] = None,
     filename: Annotated[
         str, typer.Option(help="Output path template: {track}, {source}, {ext}.")
-    ] = septool.api.DEFAULT_FILENAME,
+    ] = septool.DEFAULT_FILENAME,
     fmt: Annotated[str, typer.Option("--format", help="wav or flac.")] = "wav",
     bits: Annotated[str, typer.Option(help="16, 24 or 32f (32-bit float, wav only).")] = "16",
     device: Annotated[str, typer.Option("-d", "--device", help="cpu, cuda or mps.")] = "cpu",

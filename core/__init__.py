@@ -5,27 +5,68 @@ applications use ``separate``, ``load_model``, ``Separator`` (with an optional `
 ``train``.
 """
 
-from .api import (
-    AddedDecoder,
-    LoadedModel,
-    SeparatedTrack,
-    add_decoder,
-    evaluate,
-    load_model,
-    new_plugin,
-    remove_decoder,
-    separate,
-    train,
-)
+from importlib import import_module
+from typing import TYPE_CHECKING
+
 from .errors import SeptoolError
+from .files import DEFAULT_FILENAME
 from .hookspecs import hookimpl
-from .network import ModelConfig, SharedModel
-from .postfilter import PostFilter
-from .separator import Separator
 from .sources import DatasetSpec, SourceSpec
-from .trainer import TrainConfig, TrainResult
+
+# Everything else loads on first use: torch and scipy take seconds to import, and `septool --help`
+# or a usage error must not wait for them (PEP 562).
+_LAZY = {
+    "AddedDecoder": "api",
+    "LoadedModel": "api",
+    "SeparatedTrack": "api",
+    "add_decoder": "api",
+    "evaluate": "api",
+    "load_model": "api",
+    "new_plugin": "api",
+    "remove_decoder": "api",
+    "separate": "api",
+    "train": "api",
+    "ModelConfig": "network",
+    "SharedModel": "network",
+    "PostFilter": "postfilter",
+    "Separator": "separator",
+    "TrainConfig": "trainer",
+    "TrainResult": "trainer",
+}
+
+if TYPE_CHECKING:
+    from .api import (
+        AddedDecoder,
+        LoadedModel,
+        SeparatedTrack,
+        add_decoder,
+        evaluate,
+        load_model,
+        new_plugin,
+        remove_decoder,
+        separate,
+        train,
+    )
+    from .network import ModelConfig, SharedModel
+    from .postfilter import PostFilter
+    from .separator import Separator
+    from .trainer import TrainConfig, TrainResult
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'septool' has no attribute {name!r}")
+    value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
+    "DEFAULT_FILENAME",
     "AddedDecoder",
     "add_decoder",
     "new_plugin",

@@ -14,8 +14,8 @@ import numpy as np
 from . import audio as audio_io
 from .datasets import MUSDB_STEMS, AudioCache, from_folders, from_musdb
 from .errors import SeptoolError
-from .evaluate import Results, evaluate_tracks, oracle, tracks_from_musdb, tracks_from_pairs, write_results
-from .files import check_writable
+from .evaluation import Results, evaluate_tracks, oracle, tracks_from_musdb, tracks_from_pairs, write_results
+from .files import DEFAULT_FILENAME, check_writable
 from .network import ModelConfig, SharedModel
 from .plugin_manager import Registry, registry
 from .plugin_manager import reset as reset_plugins
@@ -33,7 +33,6 @@ from .store import (
 )
 from .trainer import TrainConfig, Trainer, TrainResult
 
-DEFAULT_FILENAME = "{track}/{source}.{ext}"
 FILENAME_FIELDS = {"track", "source", "ext"}
 
 

@@ -22,7 +22,7 @@ import torch
 
 from .datasets import MUSDB_STEMS
 from .errors import SeptoolError
-from .evaluate import evaluate_tracks, tracks_from_musdb, write_results
+from .evaluation import evaluate_tracks, tracks_from_musdb, write_results
 from .network import count_parameters
 from .separator import Separator
 from .trainer import TrainConfig

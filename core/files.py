@@ -18,6 +18,8 @@ from pathlib import Path
 
 from .errors import SeptoolError
 
+DEFAULT_FILENAME = "{track}/{source}.{ext}"  # where `separate` writes each stem, under its output folder
+
 
 def usual_mode(path: str | os.PathLike) -> None:
     """Give a temporary file the mode a normally created file would have (0666 less the umask)."""

@@ -8,7 +8,7 @@ from conftest import MUSEVAL_REFERENCE
 
 import septool
 from septool import SeptoolError
-from septool.evaluate import EvalTrack, Results, oracle, score, tracks_from_musdb
+from septool.evaluation import EvalTrack, Results, oracle, score, tracks_from_musdb
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="musdb decodes .stem.mp4 through ffmpeg")

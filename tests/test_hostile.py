@@ -116,6 +116,20 @@ def test_usage_errors_are_one_line_and_exit_2(args, message, cli):
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args", [["--help"], ["separate", "--help"], ["seperate", "x.wav"], []])
+def test_help_and_usage_errors_answer_without_loading_torch(args):
+    """Importing torch and scipy takes seconds; the help and a typo's message must not wait for them."""
+    import subprocess
+
+    probe = (
+        "import sys\nfrom septool.cli.app import main\nsys.argv = ['septool', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('LOADED', sorted(m for m in ('torch', 'scipy', 'numpy', 'soundfile') if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
+    assert "LOADED []" in run.stdout, run.stdout + run.stderr
+
+
 def test_no_arguments_prints_the_help_and_exits_2(cli):
     code, out, err = cli()
     assert code == 2 and "Usage: septool" in out and "Traceback" not in err + out

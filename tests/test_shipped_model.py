@@ -7,7 +7,7 @@ import torch
 from safetensors import safe_open
 
 import septool
-from septool.evaluate import score
+from septool.evaluation import score
 from septool.store import packaged_encoder
 
 EXCERPT = Path(__file__).parent / "data" / "demo_2s"  # seconds 12-14 of the demo song, with its stems
