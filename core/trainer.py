@@ -144,6 +144,14 @@ class Distributed:
             if not torch.isclose(low, high, rtol=1e-9, atol=1e-9):
                 raise SeptoolError(f"distributed training diverged: weight sums range {float(low)} to {float(high)}")
 
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on any process (so that every process stops at the same step)."""
+        if self.world == 1:
+            return flag
+        value = torch.tensor([float(flag)])
+        dist.all_reduce(value, dist.ReduceOp.MAX)
+        return bool(value.item())
+
     def average_gradients(self, parameters) -> None:
         if self.world > 1:
             for param in parameters:
@@ -196,6 +204,8 @@ class Trainer:
         self.patches_seen = 0
         self.history: list[dict] = []
         self.seconds = 0.0
+        self.deadline: float | None = None  # perf_counter time at which the budget ends
+        self.valid_seconds = 0.0  # how long the last validation took
         self.last_orders: list[list[str]] = []
         self.initial_valid: dict[str, float] = {}
 
@@ -349,16 +359,21 @@ class Trainer:
         if self.dbs.simultaneous:
             train = self.dbs.simultaneous[0]
             plan = train.epoch_plan(rng, n_batches * batch)
+            done = 0
             for b in range(n_batches):
                 mixture, targets = train.sample(rng, plan[b * batch : (b + 1) * batch], self.augment, self.device)
                 for s, value in self._step_simultaneous(mixture, targets).items():
                     sums[s] += value
                 self.patches_seen += batch
-                self._report(b + 1, n_batches, sums)
-            return {s: v / n_batches for s, v in sums.items()}
+                done = b + 1
+                self._report(done, n_batches, sums)
+                if self.out_of_time():
+                    break
+            return {s: v / done for s, v in sums.items()}
         plans = {s: self.dbs.train[s].epoch_plan(rng, n_batches * batch) for s in self.sources}
         accumulate = cfg.procedure == "interleaved-acc" and not self.frozen
         self.last_orders = []
+        done = 0
         for b in range(n_batches):
             order = [self.sources[i] for i in order_rng.permutation(len(self.sources))]
             self.last_orders.append(order)
@@ -375,8 +390,27 @@ class Trainer:
                 self.dist.average_gradients(self.encoder(self.sources[0]).parameters())
                 self.encoder_opts["shared"].step()
                 self.encoder_steps += 1
-            self._report(b + 1, n_batches, sums)
-        return {s: v / n_batches for s, v in sums.items()}
+            done = b + 1
+            self._report(done, n_batches, sums)
+            if self.out_of_time():
+                break
+        return {s: v / done for s, v in sums.items()}
+
+    def out_of_time(self) -> bool:
+        """Whether the time budget ends before one more round and the validation after it would.
+
+        Checked after every round, so a budget stops training within a step's time of itself,
+        not at the end of an epoch (an epoch of a large database can take hours)."""
+        if self.deadline is None:
+            return False
+        return self.dist.any(time.perf_counter() + self.valid_seconds >= self.deadline)
+
+    def timed_validation(self) -> dict[str, float]:
+        """``validate``, remembering how long it took: the time budget keeps room for the next one."""
+        start = time.perf_counter()
+        losses = self.validate()
+        self.valid_seconds = time.perf_counter() - start
+        return losses
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -486,17 +520,18 @@ class Trainer:
                     raise write_failure(self.out_dir, err) from None
         self.valid_sets = self._validation_sets()
         self.silence = self._silence_losses()
+        started = time.perf_counter() - self.seconds
+        self.deadline = started + 60 * cfg.max_minutes if cfg.max_minutes is not None else None
         if self.base is not None and not resume:
-            self.initial_valid = self.validate()  # what the trained model scores before transfer
+            self.initial_valid = self.timed_validation()  # what the trained model scores before transfer
             if set(self.sources) <= set(self.base[1]):
                 # fine-tuning a whole model: epoch 0 is the model we started from, so training
                 # never writes one that validates worse (a new decoder has no epoch 0 to keep)
                 self.best = {"loss": self.relative(self.initial_valid), "epoch": 0, "state": self._snapshot()}
         stopped = "max epochs"
-        started = time.perf_counter() - self.seconds
         try:
             while self.epoch < cfg.max_epochs:
-                if cfg.max_minutes is not None and self.seconds >= 60 * cfg.max_minutes:
+                if self.out_of_time():
                     stopped = "time budget"
                     break
                 if self.bad_epochs >= cfg.patience:
@@ -504,7 +539,7 @@ class Trainer:
                     break
                 self.epoch += 1
                 train_losses = self._train_epoch()
-                valid_losses = self.validate()
+                valid_losses = self.timed_validation()
                 relative = self.relative(valid_losses)
                 self.seconds = time.perf_counter() - started
                 if relative < self.best["loss"]:

@@ -59,6 +59,27 @@ def test_algorithm_2_clears_the_encoder_gradient_at_the_start_of_every_round(toy
     assert [s[3] for s in steps] == [True, False] * 3  # accumulated within a round, never across rounds
 
 
+def test_the_time_budget_stops_training_within_a_round_not_at_the_end_of_the_epoch(toy, tmp_path, monkeypatch):
+    import time
+
+    _, dbs, _ = toy
+    trainer = Trainer(tiny_config(max_epochs=50, batch_size=1, max_minutes=0.02), dbs, tmp_path)  # 1.2 s
+    assert trainer.batches_per_epoch() >= 15
+    step = trainer._step_source
+
+    def slow_step(*args, **kwargs):  # a step of a large model: a quarter of a second
+        time.sleep(0.25)
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_step_source", slow_step)
+    result = trainer.run()
+    assert result.stopped == "time budget" and result.epochs == 1
+    assert result.patches_seen < 2 * 15  # the first epoch was cut short
+    # over the budget by at most one round (2 steps) and the validation that follows it
+    assert trainer.seconds < 1.2 + 2 * 0.25 + trainer.valid_seconds + 0.3, (trainer.seconds, trainer.valid_seconds)
+    assert septool.load_model(tmp_path, ["low", "high"], reg=_toy_registry()).sources == ["low", "high"]
+
+
 def test_an_epoch_is_as_long_as_the_smallest_database_allows(tmp_path):
     write_pairs(tmp_path / "low_db", "low", 2, 4.0, seed=1)
     write_pairs(tmp_path / "high_db", "high", 6, 4.0, seed=2)
