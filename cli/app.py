@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -525,12 +526,22 @@ def _report(err: Exception) -> None:
     sys.exit(70)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """septool's own warnings as one ``warning:`` line; others as Python prints them."""
+    if issubclass(category, septool.SlowPathWarning):
+        console.print(labelled("warning:", "yellow", message), soft_wrap=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main() -> None:
     """Console entry point: one line and a non-zero exit status for any error, never a traceback.
 
     ``SEPTOOL_DEBUG=1`` lets errors propagate with their traceback, for bug reports.
     """
     signal.signal(signal.SIGTERM, _terminate)
+    warnings.showwarning = _show_warning
+    warnings.simplefilter("always", septool.SlowPathWarning)  # each run says it, whatever ran before
     debug = os.environ.get("SEPTOOL_DEBUG", "") not in ("", "0")
     try:
         code = app(standalone_mode=False, prog_name="septool")

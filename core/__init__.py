@@ -8,7 +8,7 @@ applications use ``separate``, ``load_model``, ``Separator`` (with an optional `
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from .errors import SeptoolError
+from .errors import SeptoolError, SlowPathWarning
 from .files import DEFAULT_FILENAME
 from .hookspecs import hookimpl
 from .sources import DatasetSpec, SourceSpec
@@ -78,6 +78,7 @@ __all__ = [
     "SeparatedTrack",
     "Separator",
     "SeptoolError",
+    "SlowPathWarning",
     "SharedModel",
     "SourceSpec",
     "TrainConfig",

@@ -6,3 +6,8 @@ class SeptoolError(Exception):
 
     The CLI prints it as a single line and exits non-zero; it is never shown as a traceback.
     """
+
+
+class SlowPathWarning(UserWarning):
+    """A setting that works but runs far slower here than the default would (the CLI prints one
+    ``warning:`` line)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -20,7 +21,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from .errors import SeptoolError
+from .errors import SeptoolError, SlowPathWarning
 from .network import fold_batchnorm
 from .postfilter import CovarianceSums, PostFilter, SpatialCovariances, add_sums, spatial_covariances
 from .spectral import (
@@ -87,6 +88,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         raise SeptoolError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
     if precision == "auto":
         return "bf16" if fast_bf16(device) else "fp32"
+    if precision == "bf16" and device.type == "cpu" and not fast_bf16(device):
+        warnings.warn(
+            "bf16 is emulated on this CPU (it has neither AMX nor AVX-512 bf16 instructions) and runs several "
+            "times slower than fp32; precision auto chooses fp32 here",
+            SlowPathWarning,
+            stacklevel=2,
+        )
     return precision
 
 

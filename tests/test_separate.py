@@ -161,3 +161,13 @@ def test_missing_or_mismatched_model_is_a_clear_error(cli, tmp_path, song, tiny_
     code, _, err = cli("separate", song, "-o", tmp_path / "o", "--model", mixed, "--sources", "bass")
     assert code == 1 and "trained against encoder" in err
     assert outputs(tmp_path / "o") == []
+
+
+def test_forcing_bf16_where_it_is_emulated_warns_in_one_line(cli, song, tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr("septool.separator.fast_bf16", lambda device: False)  # an AVX2-only CPU
+    code, out, err = cli("separate", song, "-o", tmp_path / "bf16", "--model", tiny_model_dir, "--precision", "bf16")
+    assert code == 0, err
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "bf16 is emulated on this CPU" in warning[0]
+    code, out, err = cli("separate", song, "-o", tmp_path / "auto", "--model", tiny_model_dir)
+    assert code == 0 and "warning" not in err, err
