@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 from typer.exceptions import TyperException
@@ -42,6 +44,23 @@ out = Console(markup=False)
 def labelled(label: str, style: str, message: object) -> Text:
     """``label`` in colour, then the message verbatim (never read as rich markup)."""
     return Text.assemble((label, style), f" {message}")
+
+
+HEARTBEAT_SECONDS = 30.0
+
+
+class Heartbeat:
+    """Progress for logs: where stderr is not a terminal, rich draws no bars, so the job's state
+    is printed as a line instead, at most every ``HEARTBEAT_SECONDS`` (none in a terminal)."""
+
+    def __init__(self) -> None:
+        self.active = not console.is_terminal
+        self.last = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        if self.active and time.monotonic() - self.last >= HEARTBEAT_SECONDS:
+            console.print(text, highlight=False, soft_wrap=True)
+            self.last = time.monotonic()
 
 
 def split_sources(value: str | None) -> list[str] | None:
@@ -84,11 +103,13 @@ def separate(
         transient=False,
     ) as bar:
         tasks: dict[Path, int] = {}
+        beat = Heartbeat()
 
         def progress(track: Path, done: int, total: int) -> None:
             if track not in tasks:
                 tasks[track] = bar.add_task(track.name, total=total)
             bar.update(tasks[track], completed=done)
+            beat(f"separating {track}: {100 * done / max(total, 1):.0f}% ({len(tasks)} of the inputs begun)")
 
         chosen = split_sources(sources)
         loaded = septool.load_model(model) if chosen is None else model
@@ -170,7 +191,13 @@ def synth(
     if out_dir is None:
         raise septool.SeptoolError("give the folder to write the database into (or --list-voices)")
     names = split_sources(voices) or []
-    with Progress(TextColumn("[bold]rendering"), BarColumn(), TextColumn("{task.completed}/{task.total} songs"),
+    beat = Heartbeat()
+
+    def rendered(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+        beat(f"rendering: {done}/{total} songs")
+
+    with Progress(TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TextColumn("songs"),
                   TimeElapsedColumn(), console=console, transient=True) as bar:  # fmt: skip
         task = bar.add_task("songs", total=None)
         result = synthesize(
@@ -184,7 +211,7 @@ def synth(
             jobs,
             independent,
             subset,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            progress=rendered,
             voices=names[0] if len(names) == 1 and names[0] in ("all", "train", "test") else names,
         )
     out.print(
@@ -257,7 +284,6 @@ def train(
     ] = None,
 ) -> None:
     """Train the shared encoder and the decoders (the paper's four procedures)."""
-    from rich.live import Live
 
     chosen = [name for name, flag in (("simultaneous", simultaneous), ("independent", independent)) if flag]
     if len(chosen) > 1 or (chosen and (interleave or accumulate)):
@@ -291,6 +317,9 @@ def train(
         losses = "  ".join(f"{s} {v:.4f}" for s, v in event["loss"].items())
         status["text"] = f"epoch {event['epoch']}  batch {event['step']}/{event['steps']}  {losses}"
         live.update(render())
+        beat(status["text"])
+
+    beat = Heartbeat()
 
     with Live(render(), console=console, transient=True) as live:
         result = septool.train(
@@ -330,12 +359,18 @@ def evaluate(
     wiener_iterations: WienerIterationsOption = 1,
 ) -> None:
     """Score separations with BSSEval v4 (museval): median over 1 s windows, mean over tracks."""
-    with Progress(TextColumn("[bold]evaluating"), BarColumn(), TextColumn("{task.completed}/{task.total} tracks"),
+    beat = Heartbeat()
+
+    def scored(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+        beat(f"evaluating: {done}/{total} tracks")
+
+    with Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("tracks"),
                   console=console, transient=True) as bar:  # fmt: skip
         task = bar.add_task("tracks", total=None)
         results, written = septool.evaluate(
             out_dir, model, musdb, subset, data, split_sources(sources), oracle, jobs, device,
-            progress=lambda done, total: bar.update(task, completed=done, total=total), precision=precision,
+            progress=scored, precision=precision,
             postfilter=postfilter, wiener_iterations=wiener_iterations,
         )  # fmt: skip
     summary = results.summary()
@@ -437,16 +472,24 @@ def add_decoder(
                                  precision=precision, loss=loss)  # fmt: skip
     loss_name = loss.upper()
 
+    beat = Heartbeat()
+
     def progress(event: dict) -> None:
         if "epoch_done" in event:
             rec = event["epoch_done"]
             cells = "  ".join(f"{s} {rec['valid'][s]:.4f}" for s in rec["valid"])
             out.print(f"epoch {rec['epoch']:4d}  validation {loss_name}  {cells}  ({rec['seconds']:.0f} s)")
+        else:
+            losses = "  ".join(f"{s} {v:.4f}" for s, v in event["loss"].items())
+            status = f"epoch {event['epoch']}  batch {event['step']}/{event['steps']}  {losses}"
+            live.update(Text(status))
+            beat(status)
 
-    added = septool.add_decoder(
-        name, own[0], encoder, model, parse_data([d for d in data if "=" in d]), force, out_dir, config,
-        description, progress=progress,
-    )  # fmt: skip
+    with Live(Text("checking databases..."), console=console, transient=True) as live:
+        added = septool.add_decoder(
+            name, own[0], encoder, model, parse_data([d for d in data if "=" in d]), force, out_dir, config,
+            description, progress=progress,
+        )  # fmt: skip
     where = added.model_dir if added.model_dir else added.weights
     out.print(f"added source {name!r} ({encoder} encoder, {added.training.epochs} epochs): plugin {added.plugin}")
     out.print(f"decoder: {where}")

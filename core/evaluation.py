@@ -231,22 +231,17 @@ def write_results(results: Results, out_dir: Path, label: str) -> list[Path]:
 
 
 def _box_plot(results: Results, path: Path, label: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a library call must not switch the caller's backend
 
     sources = list(results.summary())
     data = [[t.median(s, "SDR") for t in results.tracks] for s in sources]
-    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(sources), 4))
+    fig = Figure(figsize=(1.5 + 1.2 * len(sources), 4))
+    ax = fig.subplots()
     ax.boxplot(data, showmeans=True)
     ax.set_xticks(range(1, len(sources) + 1), sources)
     ax.set_ylabel("SDR (dB), median over 1 s windows, per track")
     ax.set_title(label, fontsize=9)
     fig.tight_layout()
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=90)
-    finally:
-        plt.close(fig)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90)
     return path

@@ -612,24 +612,19 @@ def plot_losses(history: list[dict], path: Path, loss: str) -> None:
     """Training and validation ``loss`` (its name) per source against epochs, as a PNG."""
     if not history:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a library call must not switch the caller's backend
 
     epochs = [r["epoch"] for r in history]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for source in history[0]["valid"]:
-        (line,) = ax.plot(epochs, [r["valid"][source] for r in history], label=f"{source} validation")
-        ax.plot(epochs, [r["train"][source] for r in history], "--", color=line.get_color(), alpha=0.6)
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    for source in history[0]["valid"]:  # markers: a single epoch is a point, which a bare line would not draw
+        (line,) = ax.plot(epochs, [r["valid"][source] for r in history], "o-", ms=3, label=f"{source} validation")
+        ax.plot(epochs, [r["train"][source] for r in history], "x--", ms=3, color=line.get_color(), alpha=0.6)
     ax.set_xlabel("epoch")
     domain = "magnitudes" if loss in RAW_LOSSES else "normalized magnitudes"
     ax.set_ylabel(f"{loss.upper()} loss ({domain})")
     ax.set_title("solid: validation, dashed: training")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=90)
-    finally:
-        plt.close(fig)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90)

@@ -260,6 +260,7 @@ def test_independent_and_simultaneous_procedures(musdb_sample, tmp_path):
 
 def test_cli_trains_on_musdb_sample_and_separates(musdb_sample, cli, tmp_path, monkeypatch):
     monkeypatch.setenv("SEPTOOL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("septool.cli.app.HEARTBEAT_SECONDS", 0.0)  # a line per event: output is not a terminal
     model = tmp_path / "model"
     code, out, err = cli(
         "train", "--interleave", "--musdb", musdb_sample, "--size", "tiny", "--epochs", "2", "--batch-size", "2",
@@ -267,6 +268,7 @@ def test_cli_trains_on_musdb_sample_and_separates(musdb_sample, cli, tmp_path, m
     )  # fmt: skip
     assert code == 0, err
     assert "max epochs after 2 epochs" in out
+    assert "epoch 2  batch 1/" in err  # progress reaches a log, not only a terminal
     records = [json.loads(line) for line in (model / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     assert (model / "loss.png").stat().st_size > 1000
@@ -278,6 +280,7 @@ def test_cli_trains_on_musdb_sample_and_separates(musdb_sample, cli, tmp_path, m
     code, out, err = cli("separate", song, "-o", tmp_path / "sep", "--model", model)
     assert code == 0, err
     assert len(list((tmp_path / "sep" / "mixture").glob("*.wav"))) == 4
+    assert f"separating {song}: 100%" in err
 
     # fine-tuning starts from the model's weights and never writes one that validates worse:
     # at a learning rate this large every epoch is worse, so the model started from is written
