@@ -500,6 +500,9 @@ def add_decoder(
             else before
         )
         out.print(f"  {source}: validation {loss_name} {before:.4f} before, {after:.4f} after")
+        if after >= before:
+            rose = f"{source}: its validation {loss_name} did not fall in training ({before:.4f} to {after:.4f})"
+            console.print(labelled("warning:", "yellow", rose), soft_wrap=True)
     hint = f"--model {added.model_dir} " if added.model_dir else ""
     out.print(f"try: septool separate song.wav {hint}--sources {name}")
 
@@ -507,8 +510,8 @@ def add_decoder(
 @app.command("remove-decoder")
 def remove_decoder(name: Annotated[str, typer.Argument(help="A source added with add-decoder.")]) -> None:
     """Remove a source added with add-decoder."""
-    septool.remove_decoder(name)
-    out.print(f"removed source {name!r}")
+    removed = septool.remove_decoder(name)
+    out.print(f"removed source {name!r}: {', '.join(map(str, removed))}", soft_wrap=True)
 
 
 @app.command("new-plugin")

@@ -473,7 +473,7 @@ def add_decoder(
     """
     from .home import septool_home
     from .sources import DATASET_FORMATS
-    from .transfer import check_description, write_local_plugin
+    from .transfer import added_folders, check_description, write_local_plugin
 
     try:
         SourceSpec(name)
@@ -498,7 +498,7 @@ def add_decoder(
                 f"give --data SOURCE=PATH for {', '.join(missing)}, use --encoder frozen, or --force"
             )
         if out_dir is None:
-            out_dir = septool_home() / "models" / f"finetuned-{name}"
+            out_dir = added_folders(name)[1]
         protected = [Path(base.files["encoder"]).parent.resolve()]
         if Path(out_dir).resolve() in protected:
             raise SeptoolError(f"{out_dir}: would overwrite the model being fine-tuned; choose another --out")
@@ -516,7 +516,7 @@ def add_decoder(
     config = replace(config or TrainConfig(), procedure="interleaved")
     decoders = dict(base.model.decoders)
     if encoder == "frozen":
-        work = septool_home() / "runs" / name
+        work = added_folders(name)[0]
         shutil.rmtree(work, ignore_errors=True)
         result = Trainer(config, dbs, work, progress, base=(base.encoder, decoders), frozen=True).run()
         plugin = write_local_plugin(
@@ -538,12 +538,15 @@ def add_decoder(
     return AddedDecoder(name, encoder, result, plugin.module, None, out_dir)
 
 
-def remove_decoder(name: str) -> None:
-    """Remove a source added with ``add_decoder`` (its local plugin and weights)."""
+def remove_decoder(name: str) -> list[Path]:
+    """Remove a source added with ``add_decoder``: its local plugin and weights, its training run
+    and its fine-tuned model if that went to the default folder (one given as ``out_dir`` is the
+    caller's and stays). Returns the paths removed."""
     from .transfer import remove_local_plugin
 
-    remove_local_plugin(name)
+    removed = remove_local_plugin(name)
     reset_plugins()
+    return removed
 
 
 def new_plugin(name: str, folder: str | os.PathLike, description: str = "") -> Path:

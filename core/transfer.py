@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import SeptoolError
 from .files import copy_file, write_failure, write_text
-from .home import activate_local_site, local_site
+from .home import activate_local_site, local_site, septool_home
 from .store import copy_as_float16, decoder_file
 
 LOCAL_PREFIX = "septool_local_"
@@ -70,15 +70,31 @@ def write_local_plugin(name: str, description: str, weights: Path | None) -> Loc
     return LocalPlugin(name, module, target if weights is not None else None)
 
 
-def remove_local_plugin(name: str) -> None:
+def added_folders(name: str) -> list[Path]:
+    """What ``add_decoder`` writes under SEPTOOL_HOME besides the plugin: its training run (with
+    the checkpoint) and the default folder of a fine-tuned model."""
+    return [septool_home() / "runs" / name, septool_home() / "models" / f"finetuned-{name}"]
+
+
+def remove_local_plugin(name: str) -> list[Path]:
+    """Remove the local plugin ``name`` and everything add-decoder wrote for it; returns what went."""
     module, dist_info, weights = local_plugin_paths(name)
     if not module.exists():
         raise SeptoolError(f"no local decoder named {name!r} (local plugins live in {local_site()})")
-    shutil.rmtree(dist_info, ignore_errors=True)
-    weights.unlink(missing_ok=True)
-    module.unlink()
+    removed = [p for p in (module, weights, dist_info, *added_folders(name)) if p.exists()]
+    try:
+        for path in removed:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        if weights.parent.is_dir() and not any(weights.parent.iterdir()):
+            weights.parent.rmdir()  # the last local decoder's weights folder
+    except OSError as err:
+        raise write_failure(err.filename or module, err) from None
     sys.modules.pop(f"{LOCAL_PREFIX}{name}", None)
     importlib.invalidate_caches()
+    return removed
 
 
 PACKAGE_PYPROJECT = """[build-system]

@@ -69,8 +69,11 @@ def test_frozen_add_decoder_then_separate_then_remove(home, base_model, tmp_path
     code, out, err = cli("separate", song, "--model", base_model, "--sources", "guitar,bass", "-o", tmp_path / "o")
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "o" / "song").iterdir()) == ["bass.wav", "guitar.wav"]
+    assert (home / "runs" / "guitar" / "checkpoint.safetensors").is_file()
     code, out, err = cli("remove-decoder", "guitar")
-    assert code == 0
+    assert code == 0 and str(home / "runs" / "guitar") in out
+    assert not (home / "runs" / "guitar").exists()  # the run and its checkpoint go with the plugin
+    assert sorted(p.name for p in (home / "plugins").iterdir()) == []
     code, out, err = cli("plugins")
     assert "guitar" not in out
     code, out, err = cli("separate", song, "--model", base_model, "--sources", "guitar", "-o", tmp_path / "o2")
@@ -173,3 +176,19 @@ def test_add_decoder_command_trains_with_the_loss_asked_for(home, base_model, tm
             assert json.loads(handle.metadata()["provenance"])["loss"] == "mse"
     code, out, err = cli(*args, "--loss", "huber")
     assert code == 1 and err.strip().endswith("unknown loss 'huber'; choose l1, mse, mse-raw")
+
+
+def test_add_decoder_warns_when_validation_did_not_improve(cli, tmp_path, monkeypatch):
+    from septool import AddedDecoder, TrainResult
+
+    def added(name, *args, **kwargs):  # a run whose decoder validated worse after training than before
+        training = TrainResult(tmp_path, 2, 1, 0.9, "max epochs", history=[{"valid": {name: 0.1114}}],
+                               initial_valid={name: 0.1110})  # fmt: skip
+        return AddedDecoder(name, "frozen", training, tmp_path / "plugin.py", tmp_path / "w.safetensors", None)
+
+    monkeypatch.setattr(septool, "add_decoder", added)
+    (tmp_path / "db").mkdir()
+    code, out, err = cli("add-decoder", "guitar", "--data", tmp_path / "db")
+    assert code == 0, err
+    assert "guitar: validation L1 0.1110 before, 0.1114 after" in out
+    assert "warning: guitar: its validation L1 did not fall in training (0.1110 to 0.1114)" in err
