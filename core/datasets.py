@@ -33,8 +33,11 @@ class DatabaseError(SeptoolError):
     """A database failed its checks; ``problems`` holds one line per problem."""
 
     def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+    def __reduce__(self):  # rebuilt from its lines when it crosses processes (parallel training)
+        return type(self), (self.problems,)
 
 
 def cache_folder() -> Path:

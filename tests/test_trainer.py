@@ -494,3 +494,13 @@ def test_mse_raw_reads_the_loss_on_magnitudes_not_normalized_ones(toy, tmp_path)
     silence = trainer._silence_losses()["high"]
     y_all = trainer._magnitudes(trainer.valid_sets["high"][1], encoder)
     assert silence == pytest.approx(float((y_all**2 * std**2).mean()), rel=1e-5)
+
+
+def test_a_database_error_crosses_processes_intact():
+    import pickle
+
+    from septool.datasets import DatabaseError
+
+    error = pickle.loads(pickle.dumps(DatabaseError(["a.wav: silent", "b.wav: truncated"])))
+    assert error.problems == ["a.wav: silent", "b.wav: truncated"]
+    assert str(error) == "a.wav: silent\nb.wav: truncated"  # not one character per line
