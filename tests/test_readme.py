@@ -39,6 +39,7 @@ def scaled(args: list[str]) -> list[str] | None:
         return None
     if "--hours" in args:
         args[args.index("--hours") + 1] = "0.0005"  # one song per database (a song is 30 s or more)
+        args += ["-j", "2"]  # the four databases of --independent render side by side
     if args[0] == "train":
         args += TINY_TRAINING
     if args[0] == "add-decoder":
