@@ -473,7 +473,7 @@ def add_decoder(
     """
     from .home import septool_home
     from .sources import DATASET_FORMATS
-    from .transfer import added_folders, check_description, write_local_plugin
+    from .transfer import check_description, finetuned_folder, run_folder, write_local_plugin
 
     try:
         SourceSpec(name)
@@ -498,7 +498,7 @@ def add_decoder(
                 f"give --data SOURCE=PATH for {', '.join(missing)}, use --encoder frozen, or --force"
             )
         if out_dir is None:
-            out_dir = added_folders(name)[1]
+            out_dir = finetuned_folder(name)
         protected = [Path(base.files["encoder"]).parent.resolve()]
         if Path(out_dir).resolve() in protected:
             raise SeptoolError(f"{out_dir}: would overwrite the model being fine-tuned; choose another --out")
@@ -516,7 +516,7 @@ def add_decoder(
     config = replace(config or TrainConfig(), procedure="interleaved")
     decoders = dict(base.model.decoders)
     if encoder == "frozen":
-        work = added_folders(name)[0]
+        work = run_folder(name)
         shutil.rmtree(work, ignore_errors=True)
         result = Trainer(config, dbs, work, progress, base=(base.encoder, decoders), frozen=True).run()
         plugin = write_local_plugin(

@@ -70,10 +70,14 @@ def write_local_plugin(name: str, description: str, weights: Path | None) -> Loc
     return LocalPlugin(name, module, target if weights is not None else None)
 
 
-def added_folders(name: str) -> list[Path]:
-    """What ``add_decoder`` writes under SEPTOOL_HOME besides the plugin: its training run (with
-    the checkpoint) and the default folder of a fine-tuned model."""
-    return [septool_home() / "runs" / name, septool_home() / "models" / f"finetuned-{name}"]
+def run_folder(name: str) -> Path:
+    """Where ``add_decoder`` trains a frozen-encoder decoder (its checkpoint and metrics)."""
+    return septool_home() / "runs" / name
+
+
+def finetuned_folder(name: str) -> Path:
+    """The default folder of the model ``add_decoder`` writes when it fine-tunes the encoder."""
+    return septool_home() / "models" / f"finetuned-{name}"
 
 
 def remove_local_plugin(name: str) -> list[Path]:
@@ -81,7 +85,7 @@ def remove_local_plugin(name: str) -> list[Path]:
     module, dist_info, weights = local_plugin_paths(name)
     if not module.exists():
         raise SeptoolError(f"no local decoder named {name!r} (local plugins live in {local_site()})")
-    removed = [p for p in (module, weights, dist_info, *added_folders(name)) if p.exists()]
+    removed = [p for p in (module, weights, dist_info, run_folder(name), finetuned_folder(name)) if p.exists()]
     try:
         for path in removed:
             if path.is_dir():

@@ -117,8 +117,7 @@ def short_excerpt(musdb_sample: Path, root: Path, seconds: float = 2.0) -> Path:
     return root
 
 
-def test_paper_experiment_trains_in_parallel_then_evaluates_all_five(musdb_sample, cli, tmp_path, monkeypatch):
-    monkeypatch.setenv("SEPTOOL_CACHE", str(tmp_path / "cache"))
+def test_paper_experiment_trains_in_parallel_then_evaluates_all_five(musdb_sample, cli, tmp_path):
     code, out, err = cli(
         "experiment", "paper", "--musdb", musdb_sample, "--tiny", "--epochs", "1", "--batch-size", "2", "--budget", "5",
         "--stage", "train", "--parallel", "-o", tmp_path / "exp",

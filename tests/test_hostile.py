@@ -20,7 +20,6 @@ INJECTIONS = [
 
 @pytest.mark.parametrize("description", INJECTIONS)
 def test_new_plugin_description_is_data_not_code(description, tmp_path, monkeypatch, fresh_plugins):
-    monkeypatch.setenv("SEPTOOL_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     package = septool.new_plugin("kazoo", tmp_path / "pkg", description)
     project = tomllib.loads((package / "pyproject.toml").read_text())
@@ -171,10 +170,9 @@ def test_bad_option_values_are_refused_in_one_line(args, message, cli, tmp_path,
     assert not (tmp_path / "out").exists() and not (tmp_path / "model").exists()
 
 
-def test_resume_from_a_damaged_or_mismatched_checkpoint_is_refused(tmp_path, monkeypatch):
+def test_resume_from_a_damaged_or_mismatched_checkpoint_is_refused(tmp_path):
     from test_transfer import guitar_db, quick
 
-    monkeypatch.setenv("SEPTOOL_CACHE", str(tmp_path / "cache"))
     db = guitar_db(tmp_path / "db", tracks=2, seconds=3.0)
     for track in db.iterdir():
         (track / "guitar.wav").rename(track / "vocals.wav")
@@ -292,8 +290,7 @@ def _pairs(root, source="vocals", tracks=2, seconds=3.0):
         ["synth", "FILE/out", "--hours", "0.001"],
     ],
 )
-def test_output_under_a_regular_file_is_one_line(command, tiny_model_dir, tmp_path, cli, monkeypatch):
-    monkeypatch.setenv("SEPTOOL_CACHE", str(tmp_path / "cache"))
+def test_output_under_a_regular_file_is_one_line(command, tiny_model_dir, tmp_path, cli):
     blocker = tmp_path / "afile"
     blocker.write_text("a file, not a folder")
     names = {"DB": str(_pairs(tmp_path / "db")), "MODEL": str(tiny_model_dir), "FILE": str(blocker)}
@@ -401,7 +398,6 @@ def test_a_bug_is_one_line_with_exit_70_and_septool_debug_shows_the_traceback(cl
 
 
 def test_kill_9_during_a_checkpoint_write_resumes_from_the_previous_checkpoint(tmp_path):
-    import os
     import subprocess
 
     from test_transfer import guitar_db
@@ -434,9 +430,8 @@ config = quick(max_epochs=3, batches_per_epoch=1, precision="fp32")
 result = septool.train({str(out)!r}, data={{"vocals": {str(db)!r}}}, config=config, resume=sys.argv[1] == "resume")
 print("epochs", result.epochs)
 """
-    env = {**os.environ, "SEPTOOL_CACHE": str(tmp_path / "cache")}
-    killed = subprocess.run([sys.executable, "-c", script, "kill"], capture_output=True, text=True, env=env)
+    killed = subprocess.run([sys.executable, "-c", script, "kill"], capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr
     assert Checkpoint(out / CHECKPOINT_FILE).header["epoch"] == 1  # the previous complete one
-    resumed = subprocess.run([sys.executable, "-c", script, "resume"], capture_output=True, text=True, env=env)
+    resumed = subprocess.run([sys.executable, "-c", script, "resume"], capture_output=True, text=True)
     assert resumed.returncode == 0 and "epochs 3" in resumed.stdout, resumed.stderr

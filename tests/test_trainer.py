@@ -259,7 +259,6 @@ def test_independent_and_simultaneous_procedures(musdb_sample, tmp_path):
 
 
 def test_cli_trains_on_musdb_sample_and_separates(musdb_sample, cli, tmp_path, monkeypatch):
-    monkeypatch.setenv("SEPTOOL_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("septool.cli.app.HEARTBEAT_SECONDS", 0.0)  # a line per event: output is not a terminal
     model = tmp_path / "model"
     code, out, err = cli(
@@ -327,7 +326,7 @@ def test_every_bad_file_of_a_database_is_named(tmp_path):
 
 
 def test_two_processes_with_gloo_train_in_step(musdb_sample, tmp_path):
-    env = {"SEPTOOL_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    env = {"OMP_NUM_THREADS": "1"}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "septool.cli.app", "train", "--musdb", musdb_sample, "--size", "tiny", "--epochs", "2",
@@ -355,8 +354,7 @@ def test_musdb18_hq_folders_are_read_without_musdb_or_ffmpeg(musdb_sample, tmp_p
     assert problems == [f"{tmp_path / 'nothing' / 'train'}: no MUSDB18 tracks"]
 
 
-def test_config_file_sets_training_options_and_databases(cli, tmp_path, monkeypatch):
-    monkeypatch.setenv("SEPTOOL_CACHE", str(tmp_path / "cache"))
+def test_config_file_sets_training_options_and_databases(cli, tmp_path):
     write_pairs(tmp_path / "vocals_db", "vocals", 2, 4.0, seed=3)
     write_pairs(tmp_path / "bass_db", "bass", 2, 4.0, seed=4)
     config = tmp_path / "septool.toml"

@@ -22,7 +22,6 @@ RATE = 44100
 @pytest.fixture
 def home(tmp_path, monkeypatch, fresh_plugins):
     monkeypatch.setenv("SEPTOOL_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("SEPTOOL_CACHE", str(tmp_path / "cache"))
     fresh_plugins.reset()
     yield tmp_path / "home"
     fresh_plugins.reset()
