@@ -25,7 +25,7 @@ import torch
 from septool.network import ModelConfig, SharedModel
 from septool.postfilter import PostFilter
 from septool.separator import Separator
-from septool.store import ENCODER_FILE, decoder_file, save_decoder, save_encoder
+from septool.store import save_model
 
 SOURCES = ["vocals", "drums", "bass", "other"]
 RATE = 44100
@@ -139,9 +139,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        fp = save_encoder(tmp / "model" / ENCODER_FILE, shared.encoder)
-        for s in SOURCES:
-            save_decoder(tmp / "model" / decoder_file(s), s, shared.decoders[s], fp, shared.encoder.widths)
+        save_model(tmp / "model", "unet", shared.encoder, shared.decoders)
         memory = {}
         for minutes in (1, 10):
             path = tmp / f"{minutes}min.wav"

@@ -261,7 +261,15 @@ def train(
         bool, typer.Option("--simultaneous", help="Baseline: one database, the four losses summed.")
     ] = False,
     independent: Annotated[bool, typer.Option("--independent", help="Baseline: one full network per source.")] = False,
-    size: Annotated[str, typer.Option(help="encoder, encoder+ or tiny.")] = "encoder",
+    backbone: Annotated[
+        str, typer.Option(help="Network family: unet (the paper's) or lstm; `septool plugins` lists all.")
+    ] = "unet",
+    size: Annotated[
+        str | None,
+        typer.Option(
+            help="The backbone's size: unet encoder (default), encoder+, tiny; lstm small (default), large, tiny."
+        ),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Most epochs.")] = 1000,
     patience: Annotated[int, typer.Option(help="Stop after this many epochs without validation gain.")] = 30,
     batch_size: Annotated[int, typer.Option(help="Patches per mini-batch.")] = 32,
@@ -291,8 +299,8 @@ def train(
     procedure = chosen[0] if chosen else ("interleaved-acc" if accumulate else "interleaved")
     settings = read_config(config)
     options = dict(
-        procedure=procedure, size=size, batch_size=batch_size, lr=lr, max_epochs=epochs, patience=patience,
-        batches_per_epoch=batches_per_epoch, valid_patches=valid_patches, seed=seed, device=device,
+        procedure=procedure, backbone=backbone, size=size, batch_size=batch_size, lr=lr, max_epochs=epochs,
+        patience=patience, batches_per_epoch=batches_per_epoch, valid_patches=valid_patches, seed=seed, device=device,
         precision=precision, augment=augment, remix=remix, max_minutes=max_minutes, loss=loss,
     )  # fmt: skip
     unknown = set(settings.get("train", {})) - set(options)
@@ -403,6 +411,7 @@ def experiment_paper(
     device: Annotated[str, typer.Option("-d", "--device")] = "cpu",
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
     tiny: Annotated[bool, typer.Option(help="Tiny networks (a smoke test, not the paper's sizes).")] = False,
+    backbone: Annotated[str, typer.Option(help="Network family of every configuration: unet or lstm.")] = "unet",
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-4,
     valid_patches: Annotated[int, typer.Option(help="Validation patches per source.")] = 32,
     parallel: Annotated[
@@ -418,7 +427,7 @@ def experiment_paper(
 
     base = septool.TrainConfig(max_minutes=budget, max_epochs=epochs, batch_size=batch_size, lr=lr,
                                batches_per_epoch=batches_per_epoch, device=device, precision=precision,
-                               valid_patches=valid_patches)  # fmt: skip
+                               valid_patches=valid_patches, backbone=backbone)  # fmt: skip
     sizes = {"encoder": "tiny", "encoder+": "tiny"} if tiny else None
     rows = run_paper_experiment(out_dir, musdb, eval_musdb, subset, base, sizes, lambda m: console.print(m),
                                 parallel, stage, jobs)  # fmt: skip
@@ -527,18 +536,26 @@ def new_plugin(
 
 @app.command()
 def plugins() -> None:
-    """List source plugins, their versions and sources, and any that failed to load."""
+    """List plugins, their versions, sources and backbones, and any that failed to load."""
     reg = registry()
     table = Table(title="septool plugins")
-    for column in ("plugin", "version", "sources", "weights"):
+    for column in ("plugin", "version", "sources", "weights", "backbones"):
         table.add_column(column)
     for info in reg.plugins:
         weights = ", ".join(
             f"{s}: {'yes' if reg.sources[s].weights is not None and reg.sources[s].weights.is_file() else 'no'}"
             for s in info.sources
         )
-        table.add_row(info.name, info.version, ", ".join(info.sources), weights)
+        table.add_row(info.name, info.version, ", ".join(info.sources), weights, ", ".join(info.backbones))
     out.print(table)
+    if reg.backbones:
+        sizes = Table(title="backbones")
+        for column in ("backbone", "sizes (default first)", "description"):
+            sizes.add_column(column)
+        for name, spec in reg.backbones.items():
+            names = [spec.default_size] + [n for n in spec.sizes if n != spec.default_size]
+            sizes.add_row(name, ", ".join(names), spec.description)
+        out.print(sizes)
     for failure in reg.failures:
         out.print(labelled("failed:", "red", f"{failure.name}: {failure.reason}"))
 

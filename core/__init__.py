@@ -1,6 +1,7 @@
 """septool: music source separation with a shared encoder and independent decoders.
 
-The public API: source plugins use ``hookimpl``, ``SourceSpec`` and ``DatasetSpec``;
+The public API: plugins use ``hookimpl`` with ``SourceSpec`` and ``DatasetSpec`` (sources) or
+``BackboneSpec`` (network families);
 applications use ``separate``, ``load_model``, ``Separator`` (with an optional ``PostFilter``) and
 ``train``.
 """
@@ -8,6 +9,7 @@ applications use ``separate``, ``load_model``, ``Separator`` (with an optional `
 from importlib import import_module
 from typing import TYPE_CHECKING
 
+from .backbones import BackboneSpec
 from .errors import SeptoolError, SlowPathWarning
 from .files import DEFAULT_FILENAME
 from .hookspecs import hookimpl
@@ -68,6 +70,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "DEFAULT_FILENAME",
     "AddedDecoder",
+    "BackboneSpec",
     "add_decoder",
     "new_plugin",
     "remove_decoder",

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from . import audio as audio_io
+from .backbones import canonical
 from .datasets import MUSDB_STEMS, AudioCache, from_folders, from_musdb
 from .errors import SeptoolError
 from .evaluation import Results, evaluate_tracks, oracle, tracks_from_musdb, tracks_from_pairs, write_results
 from .files import DEFAULT_FILENAME, check_writable
-from .network import ModelConfig, SharedModel
+from .network import SharedModel
 from .plugin_manager import Registry, registry
 from .plugin_manager import reset as reset_plugins
 from .postfilter import POSTFILTERS, PostFilter
@@ -74,7 +75,7 @@ def load_model(
                 "no pretrained model is installed with this septool; pass --model DIR "
                 "(a model directory written by `septool train`)"
             )
-    encoder = load_encoder(encoder_path)
+    encoder = load_encoder(encoder_path, reg)
     explicit = sources is not None
     # MUSDB's usual order (vocals, drums, bass, other) first, then other sources as registered
     ordered = [s for s in MUSDB_STEMS if s in reg.sources] + [s for s in reg.sources if s not in MUSDB_STEMS]
@@ -89,7 +90,7 @@ def load_model(
             if path is None:
                 where = ", ".join(str(c) for c in candidates) or "nowhere: its plugin ships no weights"
                 raise SeptoolError(f"no trained decoder for source {name!r} (looked in {where})")
-            decoders[name] = load_decoder(path, encoder, name).decoder
+            decoders[name] = load_decoder(path, encoder, name, reg).decoder
             files[name] = str(path)
         except SeptoolError as err:
             if explicit or (model_dir is not None and path == model_dir / decoder_file(name)):
@@ -381,7 +382,13 @@ def train(
     base = None
     if init is not None:
         start = load_model(init, chosen, reg)
-        if start.encoder.encoder.widths != ModelConfig.named(config.size).encoder_widths:
+        if start.encoder.backbone != config.backbone:
+            raise SeptoolError(
+                f"{init}: its encoder is of backbone {start.encoder.backbone!r}, not {config.backbone!r}; "
+                "pass its backbone with --backbone"
+            )
+        size = reg.backbone(config.backbone).size(config.size)
+        if canonical(start.encoder.encoder.config) != canonical(size["encoder"]):
             raise SeptoolError(f"{init}: its encoder is not of size {config.size!r}; pass its size with --size")
         base = (start.encoder, dict(start.model.decoders))
     return Trainer(config, dbs, Path(out_dir), progress, base=base, decoder_widths=widths).run(resume=resume)
@@ -513,7 +520,13 @@ def add_decoder(
         valid_fraction,
         AudioCache(),
     )
-    config = replace(config or TrainConfig(), procedure="interleaved")
+    backbone = reg.backbone(base.encoder.backbone)
+    config = replace(
+        config or TrainConfig(),
+        procedure="interleaved",
+        backbone=backbone.name,
+        size=backbone.size_of(base.encoder.encoder.config) or backbone.default_size,
+    )
     decoders = dict(base.model.decoders)
     if encoder == "frozen":
         work = run_folder(name)
@@ -530,9 +543,7 @@ def add_decoder(
     for source in base.sources:
         if source not in dbs.sources:  # --force: kept as they were, now bound to the new encoder
             provenance = {"note": "encoder fine-tuned without this source's data (--force)"}
-            save_decoder(
-                out_dir / decoder_file(source), source, decoders[source], trained, trained.encoder.widths, provenance
-            )
+            save_decoder(out_dir / decoder_file(source), source, decoders[source], trained, provenance)
     plugin = write_local_plugin(name, description or f"{name} (added with septool add-decoder)", None)
     reset_plugins()
     return AddedDecoder(name, encoder, result, plugin.module, None, out_dir)

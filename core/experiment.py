@@ -24,6 +24,7 @@ from .datasets import MUSDB_STEMS
 from .errors import SeptoolError
 from .evaluation import evaluate_tracks, tracks_from_musdb, write_results
 from .network import count_parameters
+from .plugin_manager import registry
 from .separator import Separator
 from .trainer import TrainConfig
 
@@ -71,9 +72,9 @@ def _train_configuration(job: tuple[str, str, str, Path, Path, TrainConfig, int 
     config = replace(config, procedure=procedure, size=size)
     result = train(out_dir / name, musdb=musdb, sources=list(MUSDB_STEMS), config=config)
     record = {
-        "size": size, "device": config.device, "batch_size": config.batch_size, "seconds": result.seconds,
-        "epochs": result.epochs, "best_epoch": result.best_epoch, "patches_seen": result.patches_seen,
-        "stopped": result.stopped,
+        "backbone": config.backbone, "size": size, "device": config.device, "batch_size": config.batch_size,
+        "seconds": result.seconds, "epochs": result.epochs, "best_epoch": result.best_epoch,
+        "patches_seen": result.patches_seen, "stopped": result.stopped,
     }  # fmt: skip
     (out_dir / name / TRAINING_FILE).write_text(json.dumps(record))
     return record
@@ -89,10 +90,16 @@ def train_configurations(
 ) -> None:
     """Train the five configurations, one after another or all at once (one process each).
 
-    In parallel every configuration gets the same wall-clock budget on a shared device: worth it
-    where one configuration alone cannot keep a large GPU busy.
+    ``sizes`` maps the paper's ``encoder`` and ``encoder+`` to the backbone's sizes; a
+    configuration whose size maps to None is left out. In parallel every configuration gets the
+    same wall-clock budget on a shared device: worth it where one configuration alone cannot keep
+    a large GPU busy.
     """
-    jobs = [(name, procedure, sizes[size], out_dir, musdb, base) for name, procedure, size in CONFIGURATIONS]
+    jobs = [
+        (name, procedure, sizes[size], out_dir, musdb, base)
+        for name, procedure, size in CONFIGURATIONS
+        if sizes.get(size) is not None
+    ]
     if not parallel:
         for job in jobs:
             if progress:
@@ -121,8 +128,10 @@ def evaluate_configurations(
 
     tracks = tracks_from_musdb(Path(eval_musdb), subset, MUSDB_STEMS)
     rows = []
-    for name, procedure, _ in CONFIGURATIONS:
+    for name, procedure, size in CONFIGURATIONS:
         folder = out_dir / name
+        if size == "encoder+" and not _has_wider_size(out_dir):
+            continue
         if not (folder / TRAINING_FILE).exists():
             raise SeptoolError(f"{folder}: no trained {name} configuration (train it with --stage train)")
         training = json.loads((folder / TRAINING_FILE).read_text())
@@ -147,13 +156,26 @@ def evaluate_configurations(
         if progress:
             progress(f"evaluating {name}")
         results = evaluate_tracks(tracks, estimate, jobs)
-        write_results(results, folder / "evaluation", f"{name} ({procedure}, {training['size']})")
+        write_results(
+            results,
+            folder / "evaluation",
+            f"{name} ({procedure}, {training.get('backbone', 'unet')} {training['size']})",
+        )
         rows.append(
             Row(name, procedure, training["size"], results.summary(), parameters, timing["seconds"],
                 training["seconds"], training["epochs"], training["patches_seen"])
         )  # fmt: skip
     (out_dir / "experiment.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
     return rows
+
+
+def _has_wider_size(out_dir: Path) -> bool:
+    """Whether the backbone the experiment trained (read from its interleaved row) has an encoder+ row."""
+    try:
+        backbone = json.loads((out_dir / "interleaved" / TRAINING_FILE).read_text()).get("backbone", "unet")
+        return registry().backbone(backbone).wider_size is not None
+    except (OSError, ValueError, SeptoolError):
+        return True  # the missing row is then reported as such
 
 
 def run_paper_experiment(
@@ -170,7 +192,8 @@ def run_paper_experiment(
 ) -> list[Row]:
     """Train and evaluate the five configurations; ``base`` holds the shared budget and settings.
 
-    ``sizes`` maps the paper's ``encoder``/``encoder+`` to the sizes to use (tests use tiny ones).
+    ``sizes`` maps the paper's ``encoder``/``encoder+`` to the sizes to use (tests use tiny ones);
+    by default the backbone's (``base.backbone``) default and wider sizes.
     ``stage`` ``train`` stops after training (e.g. on a GPU machine), ``evaluate`` scores models
     trained before; both return the rows that exist (none after ``train``).
     """
@@ -180,8 +203,9 @@ def run_paper_experiment(
     if stage != "evaluate":
         if musdb is None:
             raise SeptoolError("training needs a MUSDB18-shaped folder (--musdb)")
-        train_configurations(out_dir, Path(musdb), base, sizes or {"encoder": "encoder", "encoder+": "encoder+"},
-                             parallel, progress)  # fmt: skip
+        spec = registry().backbone(base.backbone)
+        sizes = sizes or {"encoder": spec.default_size, "encoder+": spec.wider_size}
+        train_configurations(out_dir, Path(musdb), base, sizes, parallel, progress)
         if stage == "train":
             return []
     if eval_musdb is None and musdb is None:

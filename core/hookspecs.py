@@ -9,3 +9,8 @@ hookimpl = pluggy.HookimplMarker("septool")
 @hookspec
 def register_sources(register):
     """Register source specs: call ``register(SourceSpec(...))`` once per source."""
+
+
+@hookspec
+def register_backbones(register):
+    """Register network families: call ``register(BackboneSpec(...))`` once per backbone."""

@@ -58,6 +58,45 @@ class ModelConfig:
         return configs[name]
 
 
+MAX_WIDTH = 4096  # a model file asking for wider layers is damaged or hostile, not a network
+
+
+def _widths(config: dict, key: str = "widths") -> tuple[int, ...]:
+    widths = config.get(key)
+    if not (
+        isinstance(widths, (list, tuple))
+        and len(widths) == STAGES + 1
+        and all(isinstance(w, int) and 0 < w <= MAX_WIDTH for w in widths)
+    ):
+        raise ValueError(f"{key} {widths!r} are not {STAGES + 1} layer widths")
+    return tuple(widths)
+
+
+def build_encoder(config: dict) -> Encoder:
+    """The unet encoder of ``config`` (``{"widths": [6 ints], "channels": 2}``)."""
+    channels = config.get("channels", 2)
+    if channels not in (1, 2):
+        raise ValueError(f"channels {channels!r}: the network reads mono or stereo")
+    return Encoder(_widths(config), channels)
+
+
+def build_decoder(encoder_config: dict, config: dict) -> Decoder:
+    """A unet decoder for the encoder of ``encoder_config``, widths from ``config``."""
+    return Decoder(_widths(encoder_config), _widths(config), encoder_config.get("channels", 2))
+
+
+def unet_sizes() -> dict[str, dict[str, dict]]:
+    """The backbone's named sizes, from ``ModelConfig.named``."""
+    sizes = {}
+    for name in ("encoder", "encoder+", "tiny"):
+        config = ModelConfig.named(name)
+        sizes[name] = {
+            "encoder": {"widths": list(config.encoder_widths), "channels": config.channels},
+            "decoder": {"widths": list(config.decoder_widths)},
+        }
+    return sizes
+
+
 def conv_block(c_in: int, c_out: int, kernel, stride=1, padding=0) -> nn.Sequential:
     """Convolution, BatchNorm and LeakyReLU(0.2): every layer of the paper's network."""
     return nn.Sequential(
@@ -73,6 +112,7 @@ class Encoder(nn.Module):
     def __init__(self, widths: Sequence[int] = ENCODER_WIDTHS, channels: int = 2):
         super().__init__()
         self.widths = tuple(widths)
+        self.config = {"widths": list(self.widths), "channels": channels}
         self.register_buffer("bin_std", torch.ones(BINS))
         self.first = conv_block(channels, widths[0], (5, 6), 1, 2)
         self.stages = nn.ModuleList(
@@ -97,6 +137,7 @@ class Decoder(nn.Module):
     def __init__(self, encoder_widths: Sequence[int], widths: Sequence[int] = DECODER_WIDTHS, channels: int = 2):
         super().__init__()
         self.widths = tuple(widths)
+        self.config = {"widths": list(self.widths)}
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
         self.stages = nn.ModuleList()
         c_in = encoder_widths[STAGES]

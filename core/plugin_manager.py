@@ -1,8 +1,8 @@
-"""The plugin manager: loads source plugins from the ``septool`` entry-point group.
+"""The plugin manager: loads source and backbone plugins from the ``septool`` entry-point group.
 
-Built-in sources arrive the same way as third-party ones. A plugin that fails to import, raises
-while registering, or registers a source name that another plugin already took is recorded as a
-failure and skipped; the others load normally.
+Built-in sources and backbones arrive the same way as third-party ones. A plugin that fails to
+import, raises while registering, or registers a source or backbone name that another plugin
+already took is recorded as a failure and skipped; the others load normally.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from importlib.metadata import entry_points
 import pluggy
 
 from . import hookspecs
+from .backbones import BackboneSpec
 from .errors import SeptoolError
 from .home import activate_local_site
 from .sources import SourceSpec
@@ -38,6 +39,7 @@ class PluginInfo:
     name: str
     version: str
     sources: list[str] = field(default_factory=list)
+    backbones: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -48,18 +50,27 @@ class PluginFailure:
 
 @dataclass
 class Registry:
-    """The sources that loaded plugins registered, and what failed."""
+    """The sources and backbones that loaded plugins registered, and what failed."""
 
     sources: dict[str, SourceSpec] = field(default_factory=dict)
     providers: dict[str, str] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     failures: list[PluginFailure] = field(default_factory=list)
+    backbones: dict[str, BackboneSpec] = field(default_factory=dict)
+    backbone_providers: dict[str, str] = field(default_factory=dict)
 
     def get(self, name: str) -> SourceSpec:
         if name not in self.sources:
             known = ", ".join(self.sources) or "none"
             raise SeptoolError(f"unknown source {name!r}; known sources: {known}")
         return self.sources[name]
+
+    def backbone(self, name: str) -> BackboneSpec:
+        if name not in self.backbones:
+            known = ", ".join(self.backbones) or "none"
+            hint = f" (is its plugin left out by {ALLOWLIST_ENV}?)" if _allowlist() is not None else ""
+            raise SeptoolError(f"unknown backbone {name!r}{hint}; known backbones: {known}")
+        return self.backbones[name]
 
     def stem_sets(self) -> dict[str, list[str]]:
         """Each declared stem set's members, in registration order."""
@@ -127,41 +138,66 @@ def load_plugins() -> None:
             _load_failures.append(PluginFailure(name, f"named in {ALLOWLIST_ENV}, but no installed plugin is"))
 
 
-def _collect(impl: pluggy.HookImpl) -> list[SourceSpec]:
-    """Call one plugin's ``register_sources`` and return what it registered."""
-    offered: list[SourceSpec] = []
+def _collect(impl: pluggy.HookImpl, kind: type) -> list:
+    """Call one plugin's registering hook and return the ``kind`` specs it registered."""
+    offered: list = []
 
-    def register(spec: SourceSpec) -> None:
-        if not isinstance(spec, SourceSpec):
-            raise TypeError(f"register() takes a SourceSpec, got {type(spec).__name__}")
+    def register(spec) -> None:
+        if not isinstance(spec, kind):
+            raise TypeError(f"register() takes a {kind.__name__}, got {type(spec).__name__}")
         offered.append(spec)
 
     impl.function(register=register)
     return offered
 
 
+# what each hook registers: (the hook, the spec class, the word for one, the registry's tables)
+_HOOKS = (
+    ("register_sources", SourceSpec, "source", "sources", "providers"),
+    ("register_backbones", BackboneSpec, "backbone", "backbones", "backbone_providers"),
+)
+
+
 def registry() -> Registry:
-    """Ask every loaded plugin for its sources; skip, and report, plugins that misbehave."""
+    """Ask every loaded plugin for its sources and backbones; skip, and report, plugins that misbehave."""
     load_plugins()
     reg = Registry(failures=list(_load_failures))
-    for impl in pm.hook.register_sources.get_hookimpls():
-        plugin = impl.plugin_name
-        try:
-            offered = _collect(impl)
-        except BaseException as err:
-            reg.failures.append(PluginFailure(plugin, f"register_sources failed: {_one_line(err)}"))
-            continue
-        names = [spec.name for spec in offered]
-        clash = [n for n in names if n in reg.sources] + [n for i, n in enumerate(names) if n in names[:i]]
-        if clash:
-            owner = reg.providers.get(clash[0], plugin)
-            reg.failures.append(
-                PluginFailure(plugin, f"source {clash[0]!r} is already registered by plugin {owner!r}; plugin skipped")
-            )
-            continue
-        for spec in offered:
-            reg.sources[spec.name] = spec
-            reg.providers[spec.name] = plugin
-        version = _versions.get(plugin) or getattr(pm.get_plugin(plugin), "__version__", "-")
-        reg.plugins.append(PluginInfo(plugin, version, names))
+    infos: dict[str, PluginInfo] = {}
+    for hook, kind, word, table, providers in _HOOKS:
+        specs, owners = getattr(reg, table), getattr(reg, providers)
+        for impl in getattr(pm.hook, hook).get_hookimpls():
+            plugin = impl.plugin_name
+            if any(f.name == plugin for f in reg.failures):
+                continue  # skipped already, for its other hook
+            try:
+                offered = _collect(impl, kind)
+            except BaseException as err:
+                reg.failures.append(PluginFailure(plugin, f"{hook} failed: {_one_line(err)}"))
+                continue
+            names = [spec.name for spec in offered]
+            clash = [n for n in names if n in specs] + [n for i, n in enumerate(names) if n in names[:i]]
+            if clash:
+                owner = owners.get(clash[0], plugin)
+                reg.failures.append(
+                    PluginFailure(
+                        plugin, f"{word} {clash[0]!r} is already registered by plugin {owner!r}; plugin skipped"
+                    )
+                )
+                continue
+            for spec in offered:
+                specs[spec.name] = spec
+                owners[spec.name] = plugin
+            if plugin not in infos:
+                version = _versions.get(plugin) or getattr(pm.get_plugin(plugin), "__version__", "-")
+                infos[plugin] = PluginInfo(plugin, version)
+            getattr(infos[plugin], table).extend(names)
+    failed = {f.name for f in reg.failures}
+    for plugin, info in infos.items():
+        if plugin in failed:  # its other hook failed: none of what it registered counts
+            for table, providers in (("sources", "providers"), ("backbones", "backbone_providers")):
+                for name in getattr(info, table):
+                    getattr(reg, table).pop(name, None)
+                    getattr(reg, providers).pop(name, None)
+        else:
+            reg.plugins.append(info)
     return reg

@@ -1,7 +1,8 @@
 """The model store: safetensors files for the encoder and for each decoder, with metadata.
 
-An encoder file holds the encoder's weights, BatchNorm statistics and per-bin normalization,
-and its fingerprint (a hash of those tensors). A decoder file names the fingerprint of the
+An encoder file holds the encoder's weights, BatchNorm statistics and per-bin normalization, its
+backbone's name and config (what rebuilds the network) and its fingerprint (a hash of the
+tensors). A decoder file names its backbone, its config, and the fingerprint and config of the
 encoder it was trained against; loading it against any other encoder is refused.
 """
 
@@ -10,22 +11,28 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 
+from .backbones import DEFAULT_BACKBONE, canonical
 from .errors import SeptoolError
 from .files import atomic_path
-from .network import STAGES, Decoder, Encoder
 from .spectral import StftSettings
 
-FORMAT_VERSION = "1"
+if TYPE_CHECKING:
+    from .plugin_manager import Registry
+
+FORMAT_VERSION = "2"  # "1": before backbones; its files are the unet's and still load
+READABLE_VERSIONS = ("1", FORMAT_VERSION)
 ENCODER_FILE = "encoder.safetensors"
 
 
@@ -50,15 +57,16 @@ def fingerprint(tensors: dict[str, torch.Tensor]) -> str:
 
 @dataclass
 class StoredEncoder:
-    encoder: Encoder
+    encoder: torch.nn.Module
     fingerprint: str
+    backbone: str = DEFAULT_BACKBONE
     metadata: dict = field(default_factory=dict)
 
 
 @dataclass
 class StoredDecoder:
     name: str
-    decoder: Decoder
+    decoder: torch.nn.Module
     encoder_fingerprint: str
     metadata: dict = field(default_factory=dict)
 
@@ -92,7 +100,7 @@ def _read(path: Path | Traversable) -> tuple[dict[str, torch.Tensor], dict[str, 
         raise SeptoolError(f"{path}: not a safetensors model file ({err})") from None
     if not isinstance(metadata, dict):
         raise SeptoolError(f"{path}: not a septool model file (its header has no metadata)")
-    if metadata.get("format_version") != FORMAT_VERSION:
+    if metadata.get("format_version") not in READABLE_VERSIONS:
         raise SeptoolError(
             f"{path}: model format version {metadata.get('format_version')!r}, this septool reads {FORMAT_VERSION!r}"
         )
@@ -110,18 +118,20 @@ def copy_as_float16(source: Path | Traversable, target: Path) -> Path:
 
 def save_encoder(
     path: str | os.PathLike,
-    encoder: Encoder,
+    encoder: torch.nn.Module,
+    backbone: str,
     provenance: dict | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> str:
-    """Write the encoder atomically; return its fingerprint."""
+    """Write the encoder (of backbone ``backbone``) atomically; return its fingerprint."""
     tensors = _to_storage(encoder, dtype)
     fp = fingerprint(tensors)
     metadata = {
         "format_version": FORMAT_VERSION,
         "kind": "encoder",
         "fingerprint": fp,
-        "widths": json.dumps(list(encoder.widths)),
+        "backbone": backbone,
+        "config": json.dumps(encoder.config),
         "stft": json.dumps(StftSettings().to_dict()),
         "provenance": json.dumps(provenance or {}),
     }
@@ -129,8 +139,33 @@ def save_encoder(
     return fp
 
 
-ENCODER_FIELDS = ("fingerprint", "widths", "stft", "provenance")
-DECODER_FIELDS = ("source", "encoder_fingerprint", "encoder_widths", "widths", "provenance")
+ENCODER_FIELDS = ("fingerprint", "backbone", "config", "stft", "provenance")
+DECODER_FIELDS = ("source", "backbone", "encoder_fingerprint", "encoder_config", "config", "provenance")
+_JSON_FIELDS = {"config", "encoder_config", "widths", "encoder_widths", "stft", "provenance", "scores"}
+
+
+def _upgraded(metadata: dict[str, str], tensors: dict[str, torch.Tensor]) -> dict[str, str]:
+    """A format-1 file's metadata in today's fields: format 1 knew one backbone, the unet, by its widths."""
+    if metadata.get("format_version") != "1":
+        return metadata
+    metadata = dict(metadata, backbone=DEFAULT_BACKBONE)
+    if metadata.get("kind") == "encoder" and "widths" in metadata:
+        first = tensors.get("first.0.weight")
+        channels = int(first.shape[1]) if first is not None and first.dim() == 4 else 2
+        metadata["config"] = json.dumps({"widths": _json(metadata["widths"]), "channels": channels})
+    if metadata.get("kind") == "decoder" and "widths" in metadata and "encoder_widths" in metadata:
+        average = tensors.get("average.weight")
+        channels = int(average.shape[0]) if average is not None and average.dim() == 4 else 2
+        metadata["config"] = json.dumps({"widths": _json(metadata["widths"])})
+        metadata["encoder_config"] = json.dumps({"widths": _json(metadata["encoder_widths"]), "channels": channels})
+    return metadata
+
+
+def _json(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text  # reported as not valid JSON by _fields, once it is re-encoded
 
 
 def _fields(path, metadata: dict[str, str], names: tuple[str, ...]) -> dict:
@@ -147,21 +182,17 @@ def _fields(path, metadata: dict[str, str], names: tuple[str, ...]) -> dict:
             values[name] = json.loads(metadata[name])
         except json.JSONDecodeError:
             raise SeptoolError(f"{path}: damaged model file: its {name!r} field is not valid JSON") from None
-    for name in ("widths", "encoder_widths"):
-        if name in values and not (
-            isinstance(values[name], list)
-            and len(values[name]) > STAGES
-            and all(isinstance(w, int) and 0 < w <= 4096 for w in values[name])
-        ):
-            raise SeptoolError(f"{path}: damaged model file: {name} {values[name]!r} are not layer widths")
+    for name in ("config", "encoder_config"):
+        if name in values and not isinstance(values[name], dict):
+            raise SeptoolError(f"{path}: damaged model file: its {name!r} field is not a config")
     return values
 
 
-def _build(path, module_type, tensors: dict[str, torch.Tensor], *args) -> torch.nn.Module:
-    """``module_type(*args)`` with ``tensors`` loaded, after checking every name and shape against it."""
+def _build(path, build, tensors: dict[str, torch.Tensor], *configs: dict) -> torch.nn.Module:
+    """``build(*configs)`` with ``tensors`` loaded, after checking every name and shape against it."""
     try:
-        module = module_type(*args)
-    except (TypeError, ValueError, RuntimeError, IndexError) as err:
+        module = build(*configs)
+    except (TypeError, ValueError, RuntimeError, IndexError, KeyError, AttributeError) as err:
         raise SeptoolError(f"{path}: damaged model file: cannot build its network ({err})") from None
     expected = module.state_dict()
     missing = [k for k in expected if k not in tensors]
@@ -173,7 +204,7 @@ def _build(path, module_type, tensors: dict[str, torch.Tensor], *args) -> torch.
         if tuple(tensors[name].shape) != tuple(tensor.shape):
             raise SeptoolError(
                 f"{path}: damaged model file: tensor {name!r} has shape {tuple(tensors[name].shape)}, "
-                f"its widths make it {tuple(tensor.shape)}"
+                f"its config makes it {tuple(tensor.shape)}"
             )
         if tensors[name].is_floating_point() and not torch.isfinite(tensors[name]).all():
             raise SeptoolError(f"{path}: damaged model file: tensor {name!r} holds NaN or infinite values")
@@ -181,13 +212,21 @@ def _build(path, module_type, tensors: dict[str, torch.Tensor], *args) -> torch.
     return module.eval()
 
 
-def load_encoder(path: str | os.PathLike | Traversable) -> StoredEncoder:
-    """Load an encoder, checking its metadata, fingerprint, STFT settings and every tensor's shape."""
+def _registry(reg: Registry | None) -> Registry:
+    from .plugin_manager import registry
+
+    return reg or registry()
+
+
+def load_encoder(path: str | os.PathLike | Traversable, reg: Registry | None = None) -> StoredEncoder:
+    """Load an encoder, checking its metadata, fingerprint, STFT settings and every tensor's shape.
+
+    Its backbone must be registered (``reg``: the plugins' registry, loaded if not given)."""
     path = Path(path) if isinstance(path, (str, os.PathLike)) else path
     tensors, metadata = _read(path)
     if metadata.get("kind") != "encoder":
         raise SeptoolError(f"{path}: is a {metadata.get('kind', 'unknown')} file, not an encoder")
-    fields = _fields(path, metadata, ENCODER_FIELDS)
+    fields = _fields(path, _upgraded(metadata, tensors), ENCODER_FIELDS)
     fp = fingerprint(tensors)
     if fp != fields["fingerprint"]:
         raise SeptoolError(f"{path}: damaged: its tensors hash to {fp}, its header says {fields['fingerprint']}")
@@ -195,68 +234,87 @@ def load_encoder(path: str | os.PathLike | Traversable) -> StoredEncoder:
         raise SeptoolError(
             f"{path}: trained with STFT settings {metadata['stft']}, septool uses {StftSettings().to_dict()}"
         )
-    first = tensors.get("first.0.weight")
-    if first is None or first.dim() != 4:
-        raise SeptoolError(f"{path}: damaged model file: it has no tensor 'first.0.weight'")
-    encoder = _build(path, Encoder, tensors, fields["widths"], int(first.shape[1]))
-    return StoredEncoder(encoder, fp, _decoded(metadata))
+    try:
+        spec = _registry(reg).backbone(fields["backbone"])
+    except SeptoolError as err:
+        raise SeptoolError(f"{path}: {err}") from None
+    encoder = _build(path, spec.build_encoder, tensors, fields["config"])
+    return StoredEncoder(encoder, fp, spec.name, _decoded(metadata))
 
 
 def save_decoder(
     path: str | os.PathLike,
     name: str,
-    decoder: Decoder,
-    encoder: StoredEncoder | str,
-    encoder_widths: tuple[int, ...],
+    decoder: torch.nn.Module,
+    encoder: StoredEncoder,
     provenance: dict | None = None,
     scores: dict | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Path:
-    """Write a decoder atomically, bound to the encoder (or encoder fingerprint) given."""
-    encoder_fp = encoder if isinstance(encoder, str) else encoder.fingerprint
+    """Write a decoder atomically, bound to ``encoder`` (its backbone, fingerprint and config)."""
     metadata = {
         "format_version": FORMAT_VERSION,
         "kind": "decoder",
         "source": name,
-        "encoder_fingerprint": encoder_fp,
-        "encoder_widths": json.dumps(list(encoder_widths)),
-        "widths": json.dumps(list(decoder.widths)),
+        "backbone": encoder.backbone,
+        "encoder_fingerprint": encoder.fingerprint,
+        "encoder_config": json.dumps(encoder.encoder.config),
+        "config": json.dumps(decoder.config),
         "provenance": json.dumps(provenance or {}),
         "scores": json.dumps(scores or {}),
     }
     return write_safetensors(Path(path), _to_storage(decoder, dtype), metadata)
 
 
+def save_model(
+    folder: str | os.PathLike,
+    backbone: str,
+    encoder: torch.nn.Module,
+    decoders: Mapping[str, torch.nn.Module],
+    provenance: dict | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> StoredEncoder:
+    """Write a model directory: the encoder and one file per decoder, bound to it."""
+    folder = Path(folder)
+    stored = StoredEncoder(encoder, save_encoder(folder / ENCODER_FILE, encoder, backbone, provenance, dtype), backbone)
+    for name, decoder in decoders.items():
+        save_decoder(folder / decoder_file(name), name, decoder, stored, provenance, dtype=dtype)
+    return stored
+
+
 def load_decoder(
-    path: str | os.PathLike | Traversable, encoder: StoredEncoder, source: str | None = None
+    path: str | os.PathLike | Traversable,
+    encoder: StoredEncoder,
+    source: str | None = None,
+    reg: Registry | None = None,
 ) -> StoredDecoder:
     """Load a decoder; refuse it unless it was trained against ``encoder`` (and is ``source``'s, if given)."""
     path = Path(path) if isinstance(path, (str, os.PathLike)) else path
     tensors, metadata = _read(path)
     if metadata.get("kind") != "decoder":
         raise SeptoolError(f"{path}: is a {metadata.get('kind', 'unknown')} file, not a decoder")
-    fields = _fields(path, metadata, DECODER_FIELDS)
+    fields = _fields(path, _upgraded(metadata, tensors), DECODER_FIELDS)
     if source is not None and fields["source"] != source:
         raise SeptoolError(f"{path}: holds the decoder of {fields['source']!r}, not of {source!r}")
+    if fields["backbone"] != encoder.backbone:
+        raise SeptoolError(
+            f"{path}: decoder '{fields['source']}' is of backbone {fields['backbone']!r}, "
+            f"the loaded encoder of backbone {encoder.backbone!r}"
+        )
     wanted = fields["encoder_fingerprint"]
     if wanted != encoder.fingerprint:
         raise SeptoolError(
             f"{path}: decoder '{fields['source']}' was trained against encoder {wanted}, "
             f"but the loaded encoder is {encoder.fingerprint}"
         )
-    if list(fields["encoder_widths"]) != list(encoder.encoder.widths):
+    if fields["encoder_config"] != canonical(encoder.encoder.config):
         raise SeptoolError(
-            f"{path}: damaged model file: encoder_widths {fields['encoder_widths']} differ from its encoder's"
+            f"{path}: damaged model file: its encoder config {fields['encoder_config']} differs from its encoder's"
         )
-    average = tensors.get("average.weight")
-    if average is None or average.dim() != 4:
-        raise SeptoolError(f"{path}: damaged model file: it has no tensor 'average.weight'")
-    decoder = _build(path, Decoder, tensors, fields["encoder_widths"], fields["widths"], int(average.shape[0]))
+    spec = _registry(reg).backbone(encoder.backbone)
+    decoder = _build(path, spec.build_decoder, tensors, fields["encoder_config"], fields["config"])
     return StoredDecoder(fields["source"], decoder, wanted, _decoded(metadata))
 
 
-_JSON_FIELDS = {"widths", "encoder_widths", "stft", "provenance", "scores"}
-
-
 def _decoded(metadata: dict[str, str]) -> dict:
-    return {k: json.loads(v) if k in _JSON_FIELDS else v for k, v in metadata.items()}
+    return {k: _json(v) if k in _JSON_FIELDS else v for k, v in metadata.items()}

@@ -31,14 +31,18 @@ import torch
 import torch.distributed as dist
 
 from .augment import Augmentation
+from .backbones import DEFAULT_BACKBONE, BackboneSpec, decoder_config
 from .checkpoint import CHECKPOINT_FILE, Checkpoint, save_checkpoint
 from .datasets import Databases
 from .errors import SeptoolError
 from .files import atomic_path, write_failure
-from .network import Decoder, Encoder, ModelConfig, SharedModel
+from .network import SharedModel
+from .plugin_manager import registry
 from .separator import resolve_device, resolve_precision
 from .spectral import BINS, Spectrogram, model_magnitude
 from .store import ENCODER_FILE, StoredEncoder, decoder_file, save_decoder, save_encoder
+
+Module = torch.nn.Module
 
 PROCEDURES = ("interleaved", "interleaved-acc", "simultaneous", "independent")
 METRICS_FILE = "metrics.jsonl"
@@ -60,7 +64,8 @@ class TrainConfig:
     """Training settings; the defaults are the paper's (§4.2) where it gives them."""
 
     procedure: str = "interleaved"
-    size: str = "encoder"
+    backbone: str = DEFAULT_BACKBONE
+    size: str | None = None  # one of the backbone's sizes; None: its default (the unet's: "encoder")
     batch_size: int = 32
     lr: float = 2e-4
     max_epochs: int = 1000
@@ -81,10 +86,9 @@ class TrainConfig:
         if self.precision not in ("auto", "fp32", "bf16"):
             raise SeptoolError(f"unknown precision {self.precision!r}; choose auto, fp32 or bf16")
         resolve_device(self.device)
-        try:
-            ModelConfig.named(self.size)
-        except ValueError as err:
-            raise SeptoolError(str(err)) from None
+        spec = registry().backbone(self.backbone)
+        spec.size(self.size)
+        self.size = self.size or spec.default_size
         if self.loss not in LOSSES:
             raise SeptoolError(f"unknown loss {self.loss!r}; choose {', '.join(LOSSES)}")
         if not 0.0 <= self.remix <= 1.0:
@@ -169,7 +173,7 @@ class Trainer:
         databases: Databases,
         out_dir: Path,
         progress: Progress | None = None,
-        base: tuple[StoredEncoder, dict[str, Decoder]] | None = None,
+        base: tuple[StoredEncoder, dict[str, Module]] | None = None,
         frozen: bool = False,
         decoder_widths: dict[str, tuple[int, ...]] | None = None,
     ):
@@ -181,6 +185,11 @@ class Trainer:
         self.base, self.frozen = base, frozen
         self.decoder_widths = decoder_widths or {}  # a plugin's own widths (SourceSpec.decoder_widths)
         self.config = config
+        self.backbone: BackboneSpec = registry().backbone(config.backbone)
+        if base is not None and base[0].backbone != config.backbone:
+            raise SeptoolError(
+                f"the trained model is of backbone {base[0].backbone!r}; this run asks for {config.backbone!r}"
+            )
         self.dbs = databases
         self.out_dir = Path(out_dir)
         self.progress = progress
@@ -212,13 +221,13 @@ class Trainer:
     # --- model -------------------------------------------------------------------------------------
     def _build(self) -> None:
         torch.manual_seed(self.config.seed)
-        model_config = ModelConfig.named(self.config.size)
+        size = self.backbone.size(self.config.size)
         if self.base is not None:
             stored, trained = self.base
             encoder = copy.deepcopy(stored.encoder)
-            default = next(iter(trained.values())).widths if trained else model_config.decoder_widths
+            default = next(iter(trained.values())).config if trained else size["decoder"]
             decoders = {
-                s: copy.deepcopy(trained[s]) if s in trained else self._decoder(s, encoder.widths, default)
+                s: copy.deepcopy(trained[s]) if s in trained else self._decoder(s, encoder, default)
                 for s in self.sources
             }
             self.networks = {"shared": SharedModel(encoder, decoders)}
@@ -228,8 +237,8 @@ class Trainer:
             groups = [[s] for s in self.sources] if self.config.procedure == "independent" else [self.sources]
             self.networks = {}
             for group in groups:
-                encoder = Encoder(model_config.encoder_widths, model_config.channels)
-                decoders = {s: self._decoder(s, encoder.widths, model_config.decoder_widths) for s in group}
+                encoder = self.backbone.build_encoder(size["encoder"])
+                decoders = {s: self._decoder(s, encoder, size["decoder"]) for s in group}
                 key = group[0] if self.config.procedure == "independent" else "shared"
                 self.networks[key] = SharedModel(encoder, decoders)
         for net in self.networks.values():
@@ -241,20 +250,23 @@ class Trainer:
         }
         self.decoder_opts = {s: torch.optim.Adam(self.decoder(s).parameters(), lr=lr) for s in self.sources}
 
-    def _decoder(self, source: str, encoder_widths, default) -> Decoder:
-        return Decoder(encoder_widths, self.decoder_widths.get(source) or default)
+    def _decoder(self, source: str, encoder: Module, default: dict) -> Module:
+        widths = self.decoder_widths.get(source)
+        return self.backbone.build_decoder(
+            encoder.config, decoder_config(self.backbone, None, widths) if widths else default
+        )
 
     def network_key(self, source: str) -> str:
         return source if self.config.procedure == "independent" else "shared"
 
-    def encoder(self, source: str) -> Encoder:
+    def encoder(self, source: str) -> Module:
         return self.networks[self.network_key(source)].encoder
 
-    def decoder(self, source: str) -> Decoder:
+    def decoder(self, source: str) -> Module:
         return self.networks[self.network_key(source)].decoders[source]
 
     # --- data --------------------------------------------------------------------------------------
-    def _magnitudes(self, audio: torch.Tensor, encoder: Encoder) -> torch.Tensor:
+    def _magnitudes(self, audio: torch.Tensor, encoder: Module) -> torch.Tensor:
         magnitude = encoder.normalize(model_magnitude(self.spectrogram(audio.to(self.device))))
         return magnitude.contiguous(memory_format=torch.channels_last)
 
@@ -310,7 +322,7 @@ class Trainer:
             estimate = self.decoder(source)(features if features is not None else encoder(x))
         return self._criterion(estimate.float(), y, encoder)
 
-    def _criterion(self, estimate: torch.Tensor, target: torch.Tensor, encoder: Encoder) -> torch.Tensor:
+    def _criterion(self, estimate: torch.Tensor, target: torch.Tensor, encoder: Module) -> torch.Tensor:
         if self.config.loss in RAW_LOSSES:
             scale = encoder.bin_std[:, None]
             estimate, target = estimate * scale, target * scale
@@ -396,6 +408,17 @@ class Trainer:
                 break
         return {s: v / done for s, v in sums.items()}
 
+    @contextlib.contextmanager
+    def _epoch_torch_seed(self):
+        """torch's random stream (dropout) seeded per epoch, as the crops are, so that a resumed run
+        draws what an uninterrupted one would; the caller's stream is restored afterwards."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type="cuda"):
+            torch.manual_seed(
+                int(np.random.default_rng([self.config.seed, self.epoch, self.dist.rank, 5]).integers(2**62))
+            )
+            yield
+
     def out_of_time(self) -> bool:
         """Whether the time budget ends before one more round and the validation after it would.
 
@@ -477,9 +500,11 @@ class Trainer:
                 f"{path}: checkpoint was trained with {head['config']['procedure']} on {', '.join(head['sources'])}; "
                 f"this run asks for {self.config.procedure} on {', '.join(self.sources)}"
             )
-        if head["config"].get("size") != self.config.size:
+        trained = (head["config"].get("backbone", DEFAULT_BACKBONE), head["config"].get("size"))
+        if trained != (self.config.backbone, self.config.size):
             raise SeptoolError(
-                f"{path}: checkpoint is of size {head['config'].get('size')!r}; this run asks for {self.config.size!r}"
+                f"{path}: checkpoint is of backbone {trained[0]!r}, size {trained[1]!r}; this run asks for "
+                f"{self.config.backbone!r}, size {self.config.size!r}"
             )
         try:
             for key, net in self.networks.items():
@@ -538,7 +563,8 @@ class Trainer:
                     stopped = "early stopping"
                     break
                 self.epoch += 1
-                train_losses = self._train_epoch()
+                with self._epoch_torch_seed():
+                    train_losses = self._train_epoch()
                 valid_losses = self.timed_validation()
                 relative = self.relative(valid_losses)
                 self.seconds = time.perf_counter() - started
@@ -584,7 +610,8 @@ class Trainer:
     def _write_model(self, stopped: str) -> None:
         scores = self.history[self.best["epoch"] - 1]["valid"] if self.best["epoch"] else self.initial_valid
         provenance = {
-            "procedure": self.config.procedure, "size": self.config.size, "epochs": self.epoch,
+            "procedure": self.config.procedure, "backbone": self.config.backbone, "size": self.config.size,
+            "epochs": self.epoch,
             "best_epoch": self.best["epoch"], "stopped": stopped, "patches_seen": self.patches_seen,
             "seconds": round(self.seconds, 1), "device": str(self.device), "precision": self.precision,
             "seed": self.config.seed, "batch_size": self.config.batch_size, "lr": self.config.lr,
@@ -598,14 +625,17 @@ class Trainer:
         for key, net in self.networks.items():
             folder = self.out_dir / key if self.config.procedure == "independent" else self.out_dir
             # a frozen encoder is not written again: the decoders are bound to the original file
-            fp = (
-                self.base[0].fingerprint
+            name = self.config.backbone
+            bound = (
+                self.base[0]
                 if self.frozen
-                else save_encoder(folder / ENCODER_FILE, net.encoder, provenance)
+                else StoredEncoder(
+                    net.encoder, save_encoder(folder / ENCODER_FILE, net.encoder, name, provenance), name
+                )
             )
             for source, decoder in net.decoders.items():
                 score = {"valid_loss": scores.get(source), "silence_loss": self.silence.get(source)}
-                save_decoder(folder / decoder_file(source), source, decoder, fp, net.encoder.widths, provenance, score)
+                save_decoder(folder / decoder_file(source), source, decoder, bound, provenance, score)
 
 
 def plot_losses(history: list[dict], path: Path, loss: str) -> None:

@@ -66,6 +66,7 @@ def write_local_plugin(name: str, description: str, weights: Path | None) -> Loc
     write_text(dist_info / "METADATA", f"Metadata-Version: 2.1\nName: {LOCAL_PREFIX}{name}\nVersion: 0.0.0\n")
     write_text(dist_info / "entry_points.txt", f"[septool]\n{name} = {LOCAL_PREFIX}{name}\n")
     write_text(module, text)  # last: the plugin exists once its module does
+    sys.modules.pop(f"{LOCAL_PREFIX}{name}", None)  # an earlier plugin of that name, imported in this process
     activate_local_site()
     return LocalPlugin(name, module, target if weights is not None else None)
 

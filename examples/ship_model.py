@@ -19,7 +19,15 @@ from pathlib import Path
 import torch
 
 from septool.checkpoint import CHECKPOINT_FILE
-from septool.store import ENCODER_FILE, decoder_file, load_decoder, load_encoder, save_decoder, save_encoder
+from septool.store import (
+    ENCODER_FILE,
+    StoredEncoder,
+    decoder_file,
+    load_decoder,
+    load_encoder,
+    save_decoder,
+    save_encoder,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILTIN = ("vocals", "drums", "bass", "other")
@@ -29,11 +37,13 @@ RECORDS = ("metrics.jsonl", "loss.png", "training.json")
 def half(model: Path, encoder_path: Path, decoder_paths: dict[str, Path]) -> str:
     """Write the encoder and the named decoders of ``model`` in float16; return the new fingerprint."""
     encoder = load_encoder(model / ENCODER_FILE)
-    fp = save_encoder(encoder_path, encoder.encoder, encoder.metadata.get("provenance", {}), torch.float16)
+    provenance = encoder.metadata.get("provenance", {})
+    fp = save_encoder(encoder_path, encoder.encoder, encoder.backbone, provenance, torch.float16)
+    halved = StoredEncoder(encoder.encoder, fp, encoder.backbone)
     for source, path in decoder_paths.items():
         decoder = load_decoder(model / decoder_file(source), encoder)
         save_decoder(
-            path, source, decoder.decoder, fp, encoder.encoder.widths,
+            path, source, decoder.decoder, halved,
             decoder.metadata.get("provenance"), decoder.metadata.get("scores"), torch.float16,
         )  # fmt: skip
     return fp

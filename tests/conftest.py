@@ -7,8 +7,9 @@ import soundfile as sf
 import torch
 
 from septool.cli.app import main
-from septool.network import ModelConfig, SharedModel
-from septool.store import ENCODER_FILE, decoder_file, save_decoder, save_encoder
+from septool.network import SharedModel
+from septool.plugin_manager import registry
+from septool.store import save_model as store_model
 
 BUILTIN = ["vocals", "drums", "bass", "other"]
 DATA = Path(__file__).parent / "data"
@@ -35,18 +36,20 @@ def musdb_sample(tmp_path_factory) -> Path:
     return root
 
 
-def tiny_model(sources=BUILTIN, seed=0) -> SharedModel:
+def tiny_model(sources=BUILTIN, seed=0, backbone="unet") -> SharedModel:
+    """A randomly initialised model of the backbone's ``tiny`` size."""
     torch.manual_seed(seed)
-    model = SharedModel.build(ModelConfig.named("tiny"), sources)
+    spec = registry().backbone(backbone)
+    size = spec.size("tiny")
+    encoder = spec.build_encoder(size["encoder"])
+    model = SharedModel(encoder, {s: spec.build_decoder(encoder.config, size["decoder"]) for s in sources})
     model.encoder.bin_std.uniform_(0.5, 2.0)
     return model.eval()
 
 
-def save_model(model: SharedModel, folder: Path) -> str:
-    fp = save_encoder(folder / ENCODER_FILE, model.encoder)
-    for name, decoder in model.decoders.items():
-        save_decoder(folder / decoder_file(name), name, decoder, fp, model.encoder.widths)
-    return fp
+def save_model(model: SharedModel, folder: Path, backbone="unet") -> str:
+    """Write ``model`` as a model directory; return its encoder's fingerprint."""
+    return store_model(folder, backbone, model.encoder, model.decoders).fingerprint
 
 
 @pytest.fixture(scope="session")

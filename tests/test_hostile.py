@@ -151,7 +151,7 @@ def test_help_shows_toml_table_names(cli):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["train", "--data", "vocals=db", "--size", "huge"], "unknown model size"),
+        (["train", "--data", "vocals=db", "--size", "huge"], "backbone 'unet' has no size 'huge'"),
         (["train", "--data", "vocals=db", "--lr", "-1"], "learning rate must be a positive number"),
         (["train", "--data", "vocals=db", "--lr", "nan"], "learning rate must be a positive number"),
         (["train", "--data", "vocals=db", "--max-minutes", "inf"], "time budget must be a positive number"),
@@ -186,7 +186,8 @@ def test_resume_from_a_damaged_or_mismatched_checkpoint_is_refused(tmp_path):
     septool.train(out, data={"vocals": db}, config=config)
     from dataclasses import replace
 
-    with pytest.raises(SeptoolError, match="checkpoint is of size 'tiny'; this run asks for 'encoder'"):
+    mismatch = "checkpoint is of backbone 'unet', size 'tiny'; this run asks for 'unet', size 'encoder'"
+    with pytest.raises(SeptoolError, match=mismatch):
         septool.train(out, data={"vocals": db}, config=replace(config, size="encoder"), resume=True)
 
 

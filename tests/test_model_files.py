@@ -42,11 +42,15 @@ def test_every_metadata_field_deleted_or_garbled_is_refused_naming_the_file(file
     for field in sorted(set(metadata) - {"scores"}):  # scores are informative only
         folder = crafted(tiny_model_dir, tmp_path, file, metadata={k: v for k, v in metadata.items() if k != field})
         refused(folder, file)
-        if field in ("widths", "encoder_widths", "stft", "provenance"):
+        if field in ("config", "encoder_config", "stft", "provenance"):
             folder = crafted(tiny_model_dir, tmp_path, file, metadata=metadata | {field: "{not json"})
             assert field in refused(folder, file)
-    folder = crafted(tiny_model_dir, tmp_path, file, metadata=metadata | {"widths": json.dumps([8, 8])})
-    assert "widths" in refused(folder, file)
+    for widths in ([8, 8], [8, 8, 8, 8, 8, 10**9]):  # too few layers; a layer that would take all memory
+        config = json.loads(metadata["config"]) | {"widths": widths}
+        folder = crafted(tiny_model_dir, tmp_path, file, metadata=metadata | {"config": json.dumps(config)})
+        assert "widths" in refused(folder, file)
+    folder = crafted(tiny_model_dir, tmp_path, file, metadata=metadata | {"backbone": "nosuch"})
+    assert "backbone 'nosuch'" in refused(folder, file)
 
 
 @pytest.mark.parametrize("file", [ENCODER_FILE, decoder_file("vocals")])

@@ -5,7 +5,7 @@ import pytest
 from conftest import BUILTIN, save_model, tiny_model
 
 from septool import SourceSpec, hookimpl
-from septool.store import decoder_file, save_decoder
+from septool.store import StoredEncoder, decoder_file, save_decoder
 
 GOOD_PLUGIN = textwrap.dedent(
     """
@@ -18,16 +18,20 @@ GOOD_PLUGIN = textwrap.dedent(
 )
 
 
-def test_builtin_sources_arrive_through_entry_points(fresh_plugins):
+BACKBONES = ["unet", "lstm"]
+
+
+def test_builtin_sources_and_backbones_arrive_through_entry_points(fresh_plugins):
     reg = fresh_plugins.registry()
     assert sorted(reg.sources) == sorted(BUILTIN)
-    assert {p.name for p in reg.plugins} == set(BUILTIN)
+    assert sorted(reg.backbones) == sorted(BACKBONES)
+    assert {p.name for p in reg.plugins} == set(BUILTIN + BACKBONES)
     assert reg.failures == []
     # no back door: each built-in is an entry point of the septool distribution
     from importlib.metadata import entry_points
 
     points = {ep.name: ep.value for ep in entry_points(group="septool") if ep.dist and ep.dist.name == "septool"}
-    assert points == {name: f"septool.plugins.{name}" for name in BUILTIN}
+    assert points == {name: f"septool.plugins.{name}" for name in BUILTIN + BACKBONES}
 
 
 def test_installed_third_party_plugin_is_listed_with_version(install_plugin, cli):
@@ -90,7 +94,7 @@ def test_registered_fixture_plugin_is_listed_and_separates(fresh_plugins, cli, t
     # the plugin ships its own decoder, trained against the same encoder
     weights = tmp_path / "plugin_weights" / decoder_file("theremin")
     theremin = tiny_model(["theremin"], seed=7).decoders["theremin"]
-    save_decoder(weights, "theremin", theremin, fp, shared.encoder.widths)
+    save_decoder(weights, "theremin", theremin, StoredEncoder(shared.encoder, fp))
 
     class Theremin:
         @hookimpl

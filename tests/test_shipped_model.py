@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 import torch
 from safetensors import safe_open
@@ -51,3 +52,14 @@ def test_main_command_separates_the_bundled_example(cli, tmp_path):
     assert stems == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
     info = sf.info(tmp_path / "demo" / "vocals.wav")
     assert info.frames == sf.info(DEMO).frames
+
+
+def test_shipped_model_outputs_are_those_stored_before_backbones_were_plugins():
+    """tests/data/shipped_outputs.npz: every 50th sample of the shipped model's fp32 stems of the
+    demo excerpt, written by the code before the backbone seam (README there)."""
+    model = septool.load_model()
+    mixture = sf.read(EXCERPT / "mixture.flac", dtype="float32")[0].T
+    estimates = septool.Separator(model.model, list(FLOORS), precision="fp32").separate(mixture)
+    stored = np.load(Path(__file__).parent / "data" / "shipped_outputs.npz")
+    for source in FLOORS:
+        np.testing.assert_allclose(estimates[source][:, ::50], stored[source], atol=1e-5, err_msg=source)

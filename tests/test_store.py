@@ -6,13 +6,13 @@ import torch
 from conftest import tiny_model
 
 from septool import SeptoolError
-from septool.store import fingerprint, load_decoder, load_encoder, save_decoder, save_encoder
+from septool.store import StoredEncoder, fingerprint, load_decoder, load_encoder, save_decoder, save_encoder
 
 
 def test_encoder_and_decoder_round_trip(tmp_path):
     model = tiny_model(["vocals"])
-    fp = save_encoder(tmp_path / "encoder.safetensors", model.encoder, provenance={"run": "test"})
-    save_decoder(tmp_path / "vocals.safetensors", "vocals", model.decoders["vocals"], fp, model.encoder.widths)
+    fp = save_encoder(tmp_path / "encoder.safetensors", model.encoder, "unet", provenance={"run": "test"})
+    save_decoder(tmp_path / "vocals.safetensors", "vocals", model.decoders["vocals"], StoredEncoder(model.encoder, fp))
     encoder = load_encoder(tmp_path / "encoder.safetensors")
     assert encoder.fingerprint == fp
     assert encoder.metadata["provenance"] == {"run": "test"}
@@ -27,17 +27,19 @@ def test_encoder_and_decoder_round_trip(tmp_path):
 
 def test_float16_storage_halves_the_file_and_keeps_outputs(tmp_path):
     model = tiny_model(["vocals"])
-    save_encoder(tmp_path / "e32.safetensors", model.encoder)
-    fp16 = save_encoder(tmp_path / "e16.safetensors", model.encoder, dtype=torch.float16)
+    save_encoder(tmp_path / "e32.safetensors", model.encoder, "unet")
+    fp16 = save_encoder(tmp_path / "e16.safetensors", model.encoder, "unet", dtype=torch.float16)
     assert (tmp_path / "e16.safetensors").stat().st_size < 0.6 * (tmp_path / "e32.safetensors").stat().st_size
     assert load_encoder(tmp_path / "e16.safetensors").fingerprint == fp16
 
 
 def test_decoder_against_another_encoder_is_refused_naming_both(tmp_path):
     first, second = tiny_model(["vocals"], seed=1), tiny_model(["vocals"], seed=2)
-    fp1 = save_encoder(tmp_path / "one" / "encoder.safetensors", first.encoder)
-    fp2 = save_encoder(tmp_path / "two" / "encoder.safetensors", second.encoder)
-    save_decoder(tmp_path / "one" / "vocals.safetensors", "vocals", first.decoders["vocals"], fp1, first.encoder.widths)
+    fp1 = save_encoder(tmp_path / "one" / "encoder.safetensors", first.encoder, "unet")
+    fp2 = save_encoder(tmp_path / "two" / "encoder.safetensors", second.encoder, "unet")
+    save_decoder(
+        tmp_path / "one" / "vocals.safetensors", "vocals", first.decoders["vocals"], StoredEncoder(first.encoder, fp1)
+    )
     with pytest.raises(SeptoolError) as err:
         load_decoder(tmp_path / "one" / "vocals.safetensors", load_encoder(tmp_path / "two" / "encoder.safetensors"))
     message = str(err.value)
@@ -47,7 +49,7 @@ def test_decoder_against_another_encoder_is_refused_naming_both(tmp_path):
 def test_damaged_and_foreign_files_are_refused(tmp_path):
     model = tiny_model(["vocals"])
     path = tmp_path / "encoder.safetensors"
-    save_encoder(path, model.encoder)
+    save_encoder(path, model.encoder, "unet")
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF  # flip bits inside the last tensor
     path.write_bytes(bytes(data))
@@ -56,8 +58,8 @@ def test_damaged_and_foreign_files_are_refused(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not a model")
     with pytest.raises(SeptoolError, match="not a safetensors model file"):
         load_encoder(tmp_path / "junk.safetensors")
-    fp = save_encoder(path, model.encoder)
-    save_decoder(tmp_path / "v.safetensors", "vocals", model.decoders["vocals"], fp, model.encoder.widths)
+    fp = save_encoder(path, model.encoder, "unet")
+    save_decoder(tmp_path / "v.safetensors", "vocals", model.decoders["vocals"], StoredEncoder(model.encoder, fp))
     with pytest.raises(SeptoolError, match="not an encoder"):
         load_encoder(tmp_path / "v.safetensors")
 
@@ -65,7 +67,7 @@ def test_damaged_and_foreign_files_are_refused(tmp_path):
 def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path, monkeypatch):
     model = tiny_model(["vocals"])
     path = tmp_path / "encoder.safetensors"
-    save_encoder(path, model.encoder)
+    save_encoder(path, model.encoder, "unet")
     before = path.read_bytes()
     import septool.store as store
 
@@ -75,7 +77,7 @@ def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(store, "save_file", fail)
     with pytest.raises(SeptoolError, match="encoder.safetensors: cannot write .No space left on device"):
-        save_encoder(path, tiny_model(["vocals"], seed=5).encoder)
+        save_encoder(path, tiny_model(["vocals"], seed=5).encoder, "unet")
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder.safetensors"]
 

@@ -175,10 +175,10 @@ def test_training_separates_a_toy_problem(toy, tmp_path, procedure):
 
 
 def _toy_registry():
-    from septool.plugin_manager import Registry
+    from septool.plugin_manager import Registry, registry
     from septool.sources import SourceSpec
 
-    return Registry(sources={"low": SourceSpec("low"), "high": SourceSpec("high")})
+    return Registry(sources={"low": SourceSpec("low"), "high": SourceSpec("high")}, backbones=registry().backbones)
 
 
 def test_encoder_steps_once_per_batch_or_once_per_round(toy, tmp_path):
