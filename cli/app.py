@@ -91,6 +91,9 @@ def separate(
     precision: Annotated[str, typer.Option(help="auto (bf16 where fast: GPU, AMX CPUs), fp32 or bf16.")] = "auto",
     postfilter: PostFilterOption = "none",
     wiener_iterations: WienerIterationsOption = 1,
+    runtime: Annotated[
+        str, typer.Option(help="torch, or onnx (ONNX Runtime on the model's ONNX export; pip install 'septool[onnx]').")
+    ] = "torch",
 ) -> None:
     """Separate songs into stems."""
     with Progress(
@@ -128,6 +131,7 @@ def separate(
             precision,
             postfilter,
             wiener_iterations,
+            runtime=runtime,
         )
     for source, reason in getattr(loaded, "skipped", {}).items():
         console.print(labelled("warning:", "yellow", f"no {source} stem: {reason}"), soft_wrap=True)
@@ -143,6 +147,21 @@ def separate(
                     )
                 )
     out.print(f"wrote {sum(len(t.outputs) for t in results)} stems for {len(results)} track(s) under {out_dir}")
+
+
+@app.command()
+def export(
+    model: Annotated[
+        Path | None, typer.Argument(help="Model directory (default: the shipped model).", show_default=False)
+    ] = None,
+    out_path: Annotated[Path, typer.Option("-o", "--out", help="File to write.")] = Path("septool.onnx"),
+    fmt: Annotated[str, typer.Option("--format", help="onnx.")] = "onnx",
+    sources: Annotated[str | None, typer.Option(help="Comma-separated decoders (default: all the model has).")] = None,
+    dynamic_batch: Annotated[bool, typer.Option(help="A free batch dimension (default: one patch per run).")] = False,
+) -> None:
+    """Export the encoder and decoders as one graph (ONNX) over normalized magnitude patches."""
+    path = septool.export(out_path, model, sources=split_sources(sources), fmt=fmt, dynamic_batch=dynamic_batch)
+    out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); examples/onnx_separate.py shows how to run it")
 
 
 @app.command()

@@ -159,8 +159,13 @@ def separate(
     precision: str = "auto",
     postfilter: str = "none",
     wiener_iterations: int = 1,
+    *,
+    runtime: str = "torch",
 ) -> list[SeparatedTrack]:
     """Separate audio files into stems written under ``out_dir``.
+
+    ``runtime``: ``torch``, or ``onnx`` (ONNX Runtime, the ``onnx`` extra) on the model exported
+    once into the cache (``export``); the same streaming, overlap-add and post-filters either way.
 
     ``postfilter`` (``none``, ``softmask`` or ``wiener``): share the mixture among the stem set
     of the chosen sources (``postfilter.py``); the set's other decoders run too.
@@ -178,10 +183,64 @@ def separate(
     out_dir = Path(out_dir)
     targets = output_paths([i.path for i in infos], out_dir, filename, fmt, chosen)
     check_writable(out_dir)
-    separator = Separator(loaded.model, chosen, device, batch_size, overlap, precision, post)
+    network = _runtime_model(loaded, runtime, device)
+    separator = Separator(network, chosen, device, batch_size, overlap, precision, post)
     return [
         _separate_file(separator, info, paths, fmt, bits, progress) for info, paths in zip(infos, targets, strict=True)
     ]
+
+
+RUNTIMES = ("torch", "onnx")
+
+
+def _runtime_model(loaded: LoadedModel, runtime: str, device: str):
+    """What the separator runs: the torch model, or its ONNX export run by ONNX Runtime."""
+    if runtime not in RUNTIMES:
+        raise SeptoolError(f"unknown runtime {runtime!r}; choose {', '.join(RUNTIMES)}")
+    if runtime == "torch":
+        return loaded.model
+    from .onnx_export import OnnxModel, onnxruntime_module
+
+    onnxruntime_module()  # refused before any export when the package is missing
+    if device != "cpu":
+        raise SeptoolError(f"the onnx runtime runs on the CPU here; got device {device!r}")
+    return OnnxModel(cached_export(loaded))
+
+
+def cached_export(loaded: LoadedModel) -> Path:
+    """The ONNX export of ``loaded`` in the cache, written on first use (keyed by the model files' bytes)."""
+    import hashlib
+
+    from .datasets import cache_folder
+    from .onnx_export import export_onnx
+
+    digest = hashlib.sha256()
+    for name in ["encoder", *loaded.sources]:
+        digest.update(name.encode() + b"\0" + Path(loaded.files[name]).read_bytes())
+    path = cache_folder().parent / "onnx" / f"{digest.hexdigest()[:20]}.onnx"
+    return path if path.is_file() else export_onnx(loaded, path, dynamic_batch=True)
+
+
+def export(
+    out_path: str | os.PathLike,
+    model: str | os.PathLike | LoadedModel | None = None,
+    *,
+    sources: Sequence[str] | None = None,
+    fmt: str = "onnx",
+    dynamic_batch: bool = False,
+) -> Path:
+    """Write the model (default: the shipped one) with the chosen decoders as one graph.
+
+    ``fmt`` ``onnx``: the encoder and decoders over normalized magnitude patches, normalization and
+    STFT settings in its metadata (``core/export.py`` has the contract). Every decoder asked for
+    must load; the backbone must be registered and its network exportable."""
+    from .onnx_export import EXPORT_FORMATS, export_onnx
+
+    if fmt not in EXPORT_FORMATS:
+        raise SeptoolError(f"unknown export format {fmt!r}; choose {', '.join(EXPORT_FORMATS)}")
+    check_writable(Path(out_path).parent)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, sources)
+    return export_onnx(loaded, out_path, dynamic_batch=dynamic_batch)
 
 
 def output_paths(
