@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
@@ -87,12 +89,35 @@ _versions: dict[str, str] = {}
 
 
 def reset() -> None:
-    """Forget every loaded plugin, so that the next ``registry()`` loads them afresh."""
-    global pm, _loaded
-    pm = _new_manager()
+    """Forget every loaded plugin, so that the next ``registry()`` loads them afresh.
+
+    The manager ``pm`` stays the same object (emptied), so a reference to it taken before, as in a
+    plugin's tests, keeps working."""
+    global _loaded
+    for name, plugin in list(pm.list_name_plugin()):
+        if plugin is not None:
+            pm.unregister(name=name)
+        else:
+            pm.unblock(name)
     _loaded = False
     _load_failures.clear()
     _versions.clear()
+
+
+@contextmanager
+def registered(plugin: object, name: str | None = None) -> Iterator[Registry]:
+    """Register ``plugin`` (a module or an object with hook implementations) beside the installed
+    ones for the block, and give the registry that results; unregistered afterwards.
+
+    The testing helper for plugin authors: ``with registered(MyPlugin()) as reg: ...``."""
+    load_plugins()
+    name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+    pm.register(plugin, name=name)
+    try:
+        yield registry()
+    finally:
+        if pm.has_plugin(name):
+            pm.unregister(name=name)
 
 
 def _allowlist() -> set[str] | None:

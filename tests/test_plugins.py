@@ -157,3 +157,25 @@ def test_tests_never_see_the_users_septool_folder():
 
     assert septool_home() != Path.home() / ".septool" and not septool_home().exists()
     assert Path.home() not in cache_folder().parents
+
+
+def test_the_documented_testing_helper_works_and_pm_survives_reset():
+    from septool import plugin_manager
+    from septool.plugin_manager import pm, registered
+
+    class Theremin:
+        @hookimpl
+        def register_sources(self, register):
+            register(SourceSpec(name="theremin"))
+
+    with registered(Theremin(), name="theremin") as reg:  # the example of docs/plugins.md
+        assert "theremin" in reg.sources and "vocals" in reg.sources
+    assert "theremin" not in plugin_manager.registry().sources
+    plugin_manager.reset()
+    assert plugin_manager.pm is pm  # a reference taken before reset still is the manager
+    pm.register(Theremin(), name="theremin")
+    try:
+        assert "theremin" in plugin_manager.registry().sources
+    finally:
+        pm.unregister(name="theremin")
+        plugin_manager.reset()
