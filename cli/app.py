@@ -39,6 +39,19 @@ app = typer.Typer(
 # markup off: file names and messages may hold [brackets], which must print as they are
 console = Console(stderr=True, markup=False)
 out = Console(markup=False)
+DEBUG_ENV = "SEPTOOL_DEBUG"
+debugging = {"on": False}  # set by --debug for this run, read by main() when an error reaches it
+
+
+@app.callback()
+def options(
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help=f"Show the full traceback of any error, for a bug report (or {DEBUG_ENV}=1)."),
+    ] = False,
+) -> None:
+    """Music source separation with a shared encoder and one decoder per source."""
+    debugging["on"] = debug
 
 
 def labelled(label: str, style: str, message: object) -> Text:
@@ -602,7 +615,7 @@ def _report(err: Exception) -> None:
     text = str(err).strip().splitlines()
     console.print(
         labelled("internal error:", "red", f"{type(err).__name__}: {text[-1] if text else ''} (a bug in septool; "
-                 "SEPTOOL_DEBUG=1 shows the traceback for a bug report)"),
+                 "--debug shows the traceback for a bug report)"),
         soft_wrap=True,
     )  # fmt: skip
     sys.exit(70)
@@ -619,12 +632,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main() -> None:
     """Console entry point: one line and a non-zero exit status for any error, never a traceback.
 
-    ``SEPTOOL_DEBUG=1`` lets errors propagate with their traceback, for bug reports.
+    ``SEPTOOL_DEBUG=1`` or ``septool --debug ...`` lets errors propagate with their traceback, for bug reports.
     """
     signal.signal(signal.SIGTERM, _terminate)
     warnings.showwarning = _show_warning
     warnings.simplefilter("always", septool.SlowPathWarning)  # each run says it, whatever ran before
-    debug = os.environ.get("SEPTOOL_DEBUG", "") not in ("", "0")
+    debugging["on"] = False
     try:
         code = app(standalone_mode=False, prog_name="septool")
     except Terminated:
@@ -637,7 +650,7 @@ def main() -> None:
     except typer.Abort:
         code = 130
     except Exception as err:
-        if debug:
+        if debugging["on"] or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
             raise
         _report(err)
     # click turns Ctrl-C into Exit(130), which outside standalone mode is returned, not raised

@@ -393,6 +393,11 @@ def test_a_bug_is_one_line_with_exit_70_and_septool_debug_shows_the_traceback(cl
     monkeypatch.setattr(septool, "separate", bug)
     code, out, err = cli("separate", song)
     assert code == 70 and "internal error: ZeroDivisionError: division by zero" in err and "Traceback" not in err
+    assert "--debug shows the traceback" in err
+    with pytest.raises(ZeroDivisionError):
+        cli("--debug", "separate", song)
+    code, out, err = cli("separate", song)  # --debug held for that run only
+    assert code == 70 and "Traceback" not in err
     monkeypatch.setenv("SEPTOOL_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         cli("separate", song)
