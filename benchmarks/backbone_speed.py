@@ -14,11 +14,9 @@ import argparse
 import importlib.util
 import sys
 import tempfile
-import time
 import types
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from septool.network import SharedModel, count_parameters
@@ -26,16 +24,10 @@ from septool.plugin_manager import registry
 from septool.separator import Separator
 from septool.store import save_model
 
+sys.path.insert(0, str(Path(__file__).parent))
+from separate_speed import music, timed  # noqa: E402  (the same test signal and timing)
+
 SOURCES = ["vocals", "drums", "bass", "other"]
-RATE = 44100
-
-
-def music(seconds: float, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * RATE)) / RATE
-    mono = sum(np.sin(2 * np.pi * f * t) for f in (110, 220, 277.2, 329.6)) / 6
-    mono = mono + (np.sin(2 * np.pi * 2 * t) > 0.95) * rng.standard_normal(t.size) * 0.3
-    return np.stack([mono, 0.8 * mono]).astype(np.float32) * 0.5
 
 
 def build(backbone: str, size: str, sources: list[str]) -> SharedModel:
@@ -43,16 +35,6 @@ def build(backbone: str, size: str, sources: list[str]) -> SharedModel:
     parts = spec.size(size)
     encoder = spec.build_encoder(parts["encoder"])
     return SharedModel(encoder, {s: spec.build_decoder(encoder.config, parts["decoder"]) for s in sources}).eval()
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:

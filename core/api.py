@@ -232,7 +232,7 @@ def export(
     """Write the model (default: the shipped one) with the chosen decoders as one graph.
 
     ``fmt`` ``onnx``: the encoder and decoders over normalized magnitude patches, normalization and
-    STFT settings in its metadata (``core/export.py`` has the contract). Every decoder asked for
+    STFT settings in its metadata (``core/onnx_export.py`` has the contract). Every decoder asked for
     must load; the backbone must be registered and its network exportable."""
     from .onnx_export import EXPORT_FORMATS, export_onnx
 

@@ -86,8 +86,3 @@ class BackboneSpec:
 def canonical(config: Mapping) -> dict:
     """``config`` as it reads back from a model file (tuples become lists), for comparisons."""
     return json.loads(json.dumps(config))
-
-
-def decoder_config(spec: BackboneSpec, size: str | None, widths: tuple[int, ...] | None) -> dict:
-    """The decoder config for a source: its plugin's widths if it declares any, else the size's."""
-    return {"widths": list(widths)} if widths else dict(spec.size(size)["decoder"])

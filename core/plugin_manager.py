@@ -183,46 +183,46 @@ _HOOKS = (
 )
 
 
+class _Skipped(Exception):
+    """Why a plugin is skipped: one of its hooks raised or registered a name already taken."""
+
+
 def registry() -> Registry:
-    """Ask every loaded plugin for its sources and backbones; skip, and report, plugins that misbehave."""
+    """Ask every loaded plugin for its sources and backbones; skip, and report, plugins that misbehave.
+
+    A plugin counts whole or not at all: if one of its hooks raises or clashes, nothing it
+    registered through any hook is kept."""
     load_plugins()
     reg = Registry(failures=list(_load_failures))
-    infos: dict[str, PluginInfo] = {}
-    for hook, kind, word, table, providers in _HOOKS:
-        specs, owners = getattr(reg, table), getattr(reg, providers)
+    hooks: dict[str, dict[str, pluggy.HookImpl]] = {}  # plugin -> hook -> its implementation
+    for hook, *_ in _HOOKS:
         for impl in getattr(pm.hook, hook).get_hookimpls():
-            plugin = impl.plugin_name
-            if any(f.name == plugin for f in reg.failures):
-                continue  # skipped already, for its other hook
-            try:
-                offered = _collect(impl, kind)
-            except BaseException as err:
-                reg.failures.append(PluginFailure(plugin, f"{hook} failed: {_one_line(err)}"))
-                continue
-            names = [spec.name for spec in offered]
-            clash = [n for n in names if n in specs] + [n for i, n in enumerate(names) if n in names[:i]]
-            if clash:
-                owner = owners.get(clash[0], plugin)
-                reg.failures.append(
-                    PluginFailure(
-                        plugin, f"{word} {clash[0]!r} is already registered by plugin {owner!r}; plugin skipped"
-                    )
-                )
-                continue
-            for spec in offered:
-                specs[spec.name] = spec
-                owners[spec.name] = plugin
-            if plugin not in infos:
-                version = _versions.get(plugin) or getattr(pm.get_plugin(plugin), "__version__", "-")
-                infos[plugin] = PluginInfo(plugin, version)
-            getattr(infos[plugin], table).extend(names)
-    failed = {f.name for f in reg.failures}
-    for plugin, info in infos.items():
-        if plugin in failed:  # its other hook failed: none of what it registered counts
-            for table, providers in (("sources", "providers"), ("backbones", "backbone_providers")):
-                for name in getattr(info, table):
-                    getattr(reg, table).pop(name, None)
-                    getattr(reg, providers).pop(name, None)
-        else:
-            reg.plugins.append(info)
+            hooks.setdefault(impl.plugin_name, {})[hook] = impl
+    for plugin, impls in hooks.items():
+        info = PluginInfo(plugin, _versions.get(plugin) or getattr(pm.get_plugin(plugin), "__version__", "-"))
+        offered = {}
+        try:
+            for hook, kind, word, table, providers in _HOOKS:
+                if hook not in impls:
+                    continue
+                try:
+                    specs = _collect(impls[hook], kind)
+                except BaseException as err:
+                    raise _Skipped(f"{hook} failed: {_one_line(err)}") from None
+                names = [spec.name for spec in specs]
+                taken = getattr(reg, table)
+                clash = [n for n in names if n in taken] + [n for i, n in enumerate(names) if n in names[:i]]
+                if clash:
+                    owner = getattr(reg, providers).get(clash[0], plugin)
+                    raise _Skipped(f"{word} {clash[0]!r} is already registered by plugin {owner!r}; plugin skipped")
+                offered[(table, providers)] = specs
+                getattr(info, table).extend(names)
+        except _Skipped as skipped:
+            reg.failures.append(PluginFailure(plugin, str(skipped)))
+            continue
+        for (table, providers), specs in offered.items():
+            for spec in specs:
+                getattr(reg, table)[spec.name] = spec
+                getattr(reg, providers)[spec.name] = plugin
+        reg.plugins.append(info)
     return reg

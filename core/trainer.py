@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 
 from .augment import Augmentation
-from .backbones import DEFAULT_BACKBONE, BackboneSpec, decoder_config
+from .backbones import DEFAULT_BACKBONE, BackboneSpec
 from .checkpoint import CHECKPOINT_FILE, Checkpoint, save_checkpoint
 from .datasets import Databases
 from .errors import SeptoolError
@@ -251,10 +251,8 @@ class Trainer:
         self.decoder_opts = {s: torch.optim.Adam(self.decoder(s).parameters(), lr=lr) for s in self.sources}
 
     def _decoder(self, source: str, encoder: Module, default: dict) -> Module:
-        widths = self.decoder_widths.get(source)
-        return self.backbone.build_decoder(
-            encoder.config, decoder_config(self.backbone, None, widths) if widths else default
-        )
+        widths = self.decoder_widths.get(source)  # a plugin's own widths arrive as the config {"widths": [...]}
+        return self.backbone.build_decoder(encoder.config, {"widths": list(widths)} if widths else default)
 
     def network_key(self, source: str) -> str:
         return source if self.config.procedure == "independent" else "shared"
