@@ -22,6 +22,7 @@ machine), a stub module stands in, since only its I/O uses it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -64,7 +65,7 @@ class Excerpts:
     """Random 6 s (mixture, target) excerpts of one source's database, septool's augmentations."""
 
     def __init__(self, db: SourceDatabase, augment: Augmentation | None, device: torch.device):
-        self.db, self.augment, self.device = db, augment, device
+        self.db, self.augment, self.device = dataclasses.replace(db, patch_samples=SEQ_SAMPLES), augment, device
         lengths = np.array([t.length for t in db.tracks], dtype=float)
         self.weights = lengths / lengths.sum()
 
@@ -76,7 +77,7 @@ class Excerpts:
             target = crop(track.stems[self.db.target], offset, SEQ_SAMPLES)
             targets.append(target)
             if self.augment is not None and self.augment.remixes(rng):
-                rests.append(self.db.random_rest(rng, SEQ_SAMPLES))
+                rests.append(self.db.random_rest(rng))
             else:
                 rests.append(crop(track.mixture, offset, SEQ_SAMPLES) - target)
         target_t = torch.from_numpy(np.stack(targets)).to(self.device)

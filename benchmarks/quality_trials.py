@@ -29,9 +29,10 @@ import torch
 
 import septool
 from septool.evaluation import evaluate_tracks, tracks_from_musdb, write_results
+from septool.frontend import PATCH_SAMPLES
 from septool.postfilter import PostFilter
 from septool.separator import Covariances, Separator
-from septool.spectral import PATCH_SAMPLES, model_magnitude, unit_phase, with_mixture_phase
+from septool.spectral import model_magnitude, unit_phase, with_mixture_phase
 
 VARIANTS = ("plain", "softmask", "powermask", "clip", "sumcap", "wiener", "swap", "residual")
 POSTFILTERED = ("softmask", "wiener")

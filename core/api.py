@@ -99,7 +99,7 @@ def load_model(
     if not decoders:
         reasons = "; ".join(skipped.values()) or "no sources are registered"
         raise SeptoolError(f"no decoder could be loaded: {reasons}")
-    model = SharedModel(encoder.encoder, decoders).eval()
+    model = SharedModel(encoder.encoder, decoders, encoder.stft).eval()
     return LoadedModel(model, encoder, list(decoders), files, skipped)
 
 

@@ -6,17 +6,19 @@ trainer, the model store and the separator only use what the spec and the contra
 so the four procedures, ``add-decoder``, streaming separation, the post-filters and ``evaluate``
 work for every backbone.
 
-Every backbone reads the same front end: the STFT of ``spectral.py`` (2048-point Hann window,
-hop 512, bins 0..1023) cut into patches of 129 frames, which the separator overlap-adds.
+Each backbone names its front end, ``stft`` (``frontend.StftSettings``: a Hann STFT, the bins
+below Nyquist, the patch length in frames). The trainer crops patches of that length, the
+separator cuts and overlap-adds them, and the model files record it; the default is the paper's
+(2048-point window, hop 512, bins 0..1023, patches of 129 frames).
 
-The contract of the modules a spec builds:
+The contract of the modules a spec builds, with ``bins`` and ``frames`` those of its front end:
 
 - an encoder has a ``config`` attribute (a JSON-serialisable dict that ``build_encoder`` rebuilds
-  it from), a ``bin_std`` buffer of ``BINS`` values (the per-bin scale of its input, fitted to
+  it from), a ``bin_std`` buffer of ``bins`` values (the per-bin scale of its input, fitted to
   the training mixtures), ``normalize(magnitude)`` and ``forward(normalized)``, which takes
-  (batch, 2, 1024, frames) normalized mixture magnitudes and returns features of any form;
+  (batch, 2, bins, frames) normalized mixture magnitudes and returns features of any form;
 - a decoder has a ``config`` attribute (rebuilt by ``build_decoder``) and ``forward(features)``,
-  which returns that source's normalized magnitudes, (batch, 2, 1024, frames), non-negative.
+  which returns that source's normalized magnitudes, (batch, 2, bins, frames), non-negative.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import SeptoolError
+from .frontend import PAPER_STFT, StftSettings
 
 if TYPE_CHECKING:
     from torch import nn
@@ -50,6 +53,7 @@ class BackboneSpec:
         description: one line shown by ``septool plugins``.
         wider_size: the size of the paper's ``encoder+`` row (a wider encoder) in ``septool
             experiment paper``; None leaves that row out.
+        stft: the front end its networks read (the paper's by default).
     """
 
     name: str
@@ -59,6 +63,7 @@ class BackboneSpec:
     default_size: str
     description: str = ""
     wider_size: str | None = None
+    stft: StftSettings = PAPER_STFT
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

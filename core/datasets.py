@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,7 +22,7 @@ from . import audio as audio_io
 from .augment import Augmentation
 from .errors import SeptoolError
 from .files import atomic_path
-from .spectral import PATCH_SAMPLES
+from .frontend import PATCH_SAMPLES
 
 CACHE_ENV = "SEPTOOL_CACHE"
 INT16 = 32767.0
@@ -95,7 +95,7 @@ class Track:
         return self.stop - self.start
 
 
-def crop(audio: np.ndarray, offset: int, samples: int = PATCH_SAMPLES) -> np.ndarray:
+def crop(audio: np.ndarray, offset: int, samples: int) -> np.ndarray:
     """``samples`` samples of int16 audio from ``offset`` as float32, zero-padded past the end."""
     piece = np.asarray(audio[:, offset : offset + samples], dtype=np.float32) / INT16
     if piece.shape[1] < samples:
@@ -103,25 +103,24 @@ def crop(audio: np.ndarray, offset: int, samples: int = PATCH_SAMPLES) -> np.nda
     return piece
 
 
-def _slots(tracks: Sequence[Track]) -> list[tuple[int, int]]:
-    """Non-overlapping patch positions (track index, first sample); a short track counts once."""
-    return [
-        (i, t.start + k * PATCH_SAMPLES) for i, t in enumerate(tracks) for k in range(max(1, t.length // PATCH_SAMPLES))
-    ]
+def _slots(tracks: Sequence[Track], samples: int) -> list[tuple[int, int]]:
+    """Non-overlapping positions (track index, first sample) of patches of ``samples``; a short
+    track counts once."""
+    return [(i, t.start + k * samples) for i, t in enumerate(tracks) for k in range(max(1, t.length // samples))]
 
 
-def _plan(tracks: Sequence[Track], rng: np.random.Generator, count: int) -> list[tuple[int, int]]:
-    slots = _slots(tracks)
+def _plan(tracks: Sequence[Track], rng: np.random.Generator, count: int, samples: int) -> list[tuple[int, int]]:
+    slots = _slots(tracks, samples)
     chosen = rng.choice(len(slots), size=count, replace=count > len(slots))
     plan = []
     for slot in chosen:
         index, start = slots[int(slot)]
-        room = max(0, min(PATCH_SAMPLES - 1, tracks[index].stop - start - PATCH_SAMPLES))  # stays in its slot
+        room = max(0, min(samples - 1, tracks[index].stop - start - samples))  # stays in its slot
         plan.append((index, start + int(rng.integers(room + 1))))
     return plan
 
 
-def _offset(track: Track, rng: np.random.Generator, samples: int = PATCH_SAMPLES) -> int:
+def _offset(track: Track, rng: np.random.Generator, samples: int) -> int:
     return track.start + int(rng.integers(max(1, track.length - samples + 1)))
 
 
@@ -138,6 +137,7 @@ class SourceDatabase:
     With mixtures on disk (MUSDB18, pair folders) a crop takes the target and the mixture at the
     same place; the rest of the mixture is ``mixture - target``. Without (stem folders) the rest
     is 1 to 3 other stems cropped at random from random tracks: mixtures built on the fly.
+    Crops are ``patch_samples`` long: the trainer cuts the database for its backbone's front end.
     """
 
     source: str
@@ -145,11 +145,12 @@ class SourceDatabase:
     tracks: list[Track]
     kind: str
     material: list[Track] = field(default_factory=list)  # stem folders: where the rest is drawn from
+    patch_samples: int = PATCH_SAMPLES
 
     @property
     def patches(self) -> int:
         """How many non-overlapping patches the database holds: its size for an epoch."""
-        return len(_slots(self.tracks))
+        return len(_slots(self.tracks, self.patch_samples))
 
     def epoch_plan(self, rng: np.random.Generator, count: int) -> list[tuple[int, int]]:
         """A random subset of ``count`` patch slots, as (track index, offset) pairs.
@@ -158,11 +159,11 @@ class SourceDatabase:
         replacement (with replacement only when ``count`` exceeds the slots), and each crop is
         jittered inside its slot. A fresh subset every epoch is the paper's subsampling (§3.1).
         """
-        return _plan(self.tracks, rng, count)
+        return _plan(self.tracks, rng, count, self.patch_samples)
 
-    def random_rest(self, rng: np.random.Generator, samples: int = PATCH_SAMPLES) -> np.ndarray:
+    def random_rest(self, rng: np.random.Generator) -> np.ndarray:
         """The rest (mixture minus target) of a random track at a random place: remixing."""
-        track = _pick(rng, self.tracks)
+        track, samples = _pick(rng, self.tracks), self.patch_samples
         offset = _offset(track, rng, samples)
         return crop(track.mixture, offset, samples) - crop(track.stems[self.target], offset, samples)
 
@@ -173,17 +174,18 @@ class SourceDatabase:
         augment: Augmentation | None = None,
         device: torch.device | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (mixture, target) crops of ``plan`` as (len(plan), 2, PATCH_SAMPLES) float tensors,
+        """The (mixture, target) crops of ``plan`` as (len(plan), 2, patch_samples) float tensors,
         on ``device`` (augmented there: a GPU does the filtering's FFTs far faster)."""
         targets, rests = [], []
+        samples = self.patch_samples
         for index, offset in plan:
             track = self.tracks[index]
-            target = crop(track.stems[self.target], offset)
+            target = crop(track.stems[self.target], offset, samples)
             if track.mixture is not None:
                 rest = (
                     self.random_rest(rng)
                     if augment is not None and augment.remixes(rng)
-                    else crop(track.mixture, offset) - target
+                    else crop(track.mixture, offset, samples) - target
                 )
             else:
                 rest = np.zeros_like(target)
@@ -191,7 +193,8 @@ class SourceDatabase:
                     other = _pick(rng, self.material)
                     names = [n for n in other.stems if n != self.target]
                     if names:
-                        rest += crop(other.stems[names[int(rng.integers(len(names)))]], _offset(other, rng))
+                        stem = other.stems[names[int(rng.integers(len(names)))]]
+                        rest += crop(stem, _offset(other, rng, samples), samples)
             targets.append(target)
             rests.append(rest)
         target_t, rest_t = torch.from_numpy(np.stack(targets)), torch.from_numpy(np.stack(rests))
@@ -208,13 +211,14 @@ class MultiDatabase:
 
     sources: list[str]
     tracks: list[Track]
+    patch_samples: int = PATCH_SAMPLES
 
     @property
     def patches(self) -> int:
-        return len(_slots(self.tracks))
+        return len(_slots(self.tracks, self.patch_samples))
 
     def epoch_plan(self, rng: np.random.Generator, count: int) -> list[tuple[int, int]]:
-        return _plan(self.tracks, rng, count)
+        return _plan(self.tracks, rng, count, self.patch_samples)
 
     def sample(
         self,
@@ -226,15 +230,16 @@ class MultiDatabase:
         """Each source's crops and the mixture of their (augmented) sum; with remixing, a source's
         crop may come from another track, at another place."""
         crops: dict[str, list[np.ndarray]] = {s: [] for s in [*self.sources, "_rest"]}
+        samples = self.patch_samples
         for index, offset in plan:
             track = self.tracks[index]
-            rest = crop(track.mixture, offset)
+            rest = crop(track.mixture, offset, samples)
             for source in self.sources:
-                stem = crop(track.stems[source], offset)
+                stem = crop(track.stems[source], offset, samples)
                 rest = rest - stem
                 if augment is not None and augment.remixes(rng):
                     other = _pick(rng, self.tracks)
-                    stem = crop(other.stems[source], _offset(other, rng))
+                    stem = crop(other.stems[source], _offset(other, rng, samples), samples)
                 crops[source].append(stem)
             crops["_rest"].append(rest)
         parts = {s: torch.from_numpy(np.stack(c)).to(device or "cpu") for s, c in crops.items()}
@@ -392,6 +397,19 @@ class Databases:
     @property
     def sources(self) -> list[str]:
         return list(self.train) or list(self.simultaneous[0].sources)
+
+    def cut(self, patch_samples: int) -> Databases:
+        """The same databases, cropped into patches of ``patch_samples`` (a backbone's front end)."""
+
+        def cut(db):
+            return replace(db, patch_samples=patch_samples)
+
+        return Databases(
+            train={s: cut(db) for s, db in self.train.items()},
+            valid={s: cut(db) for s, db in self.valid.items()},
+            simultaneous=tuple(cut(db) for db in self.simultaneous) if self.simultaneous else None,
+            origin=dict(self.origin),
+        )
 
 
 def _source_rng(seed: int, source: str) -> np.random.Generator:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .spectral import BINS
+from .frontend import BINS, PAPER_STFT, StftSettings
 
 ENCODER_WIDTHS = (16, 32, 64, 128, 256, 256)
 ENCODER_PLUS_WIDTHS = (32, 64, 64, 128, 256, 256)
@@ -155,12 +155,14 @@ class Decoder(nn.Module):
 
 
 class SharedModel(nn.Module):
-    """A shared encoder and a decoder per source, all reading the same encoder output."""
+    """A shared encoder and a decoder per source, all reading the same encoder output, behind
+    the front end ``stft`` of their backbone."""
 
-    def __init__(self, encoder: Encoder, decoders: dict[str, Decoder]):
+    def __init__(self, encoder: nn.Module, decoders: dict[str, nn.Module], stft: StftSettings = PAPER_STFT):
         super().__init__()
         self.encoder = encoder
         self.decoders = nn.ModuleDict(decoders)
+        self.stft = stft
 
     @classmethod
     def build(cls, config: ModelConfig, sources: Iterable[str]) -> SharedModel:
@@ -179,7 +181,7 @@ class SharedModel(nn.Module):
         return {s: self.decoders[s](features) for s in (sources or self.decoders)}
 
     def separate_patches(self, magnitude: torch.Tensor, sources: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Mixture magnitudes (B, 2, 1024, 129) in, estimated source magnitudes out."""
+        """Mixture magnitudes (B, 2, bins, frames) in, estimated source magnitudes out."""
         scale = self.encoder.bin_std[:, None]
         estimates = self(magnitude / scale, sources)
         return {s: est.float() * scale for s, est in estimates.items()}

@@ -2,13 +2,14 @@
 
 The graph is the encoder and the chosen decoders over *normalized* magnitude patches:
 
-    input  "normalized": (batch, 2, 1024, 129) float32, mixture magnitudes of bins 0..1023
-           divided by ``bin_std`` (one value per bin)
-    output one per source, named by it: (batch, 2, 1024, 129) float32, that source's normalized
-           magnitudes; multiply by ``bin_std`` for magnitudes
+    input  "normalized": (batch, 2, bins, frames) float32, mixture magnitudes of the bins below
+           Nyquist divided by ``bin_std`` (one value per bin)
+    output one per source, named by it: (batch, 2, bins, frames) float32, that source's
+           normalized magnitudes; multiply by ``bin_std`` for magnitudes
 
-The STFT stays outside the graph (a 2048-point Hann window, hop 512, centred with reflection; a
-patch is 65 536 samples), which is what lets the whole network export. The model's metadata
+The STFT stays outside the graph (the backbone's front end, centred with reflection; for the
+paper's, a 2048-point Hann window, hop 512, 1024 bins and patches of 129 frames, 65 536 samples),
+which is what lets the whole network export. The model's metadata
 (``metadata_props``) holds what a runtime needs besides the graph: ``sources``, ``bin_std``, the
 STFT settings, the backbone and the encoder's fingerprint. ``examples/onnx_separate.py`` separates
 a WAV file with the ONNX file, numpy and soundfile alone.
@@ -27,8 +28,8 @@ import torch
 
 from .errors import SeptoolError
 from .files import atomic_path
+from .frontend import StftSettings
 from .network import fold_batchnorm
-from .spectral import BINS, PATCH_FRAMES, StftSettings
 
 EXPORT_FORMATS = ("onnx",)
 OPSET = 17
@@ -58,15 +59,17 @@ def export_onnx(
     out_path = Path(out_path)
     sources = list(loaded.sources)
     graph = _Graph(fold_batchnorm(loaded.model), sources).eval()
-    example = torch.zeros(1, 2, BINS, PATCH_FRAMES)
+    stft = loaded.encoder.stft
+    example = torch.zeros(1, 2, stft.bins, stft.patch_frames)
     axes = {name: {0: "batch"} for name in ["normalized", *sources]} if dynamic_batch else None
     metadata = {
         "sources": json.dumps(sources),
         "bin_std": json.dumps([float(v) for v in loaded.model.encoder.bin_std]),
-        "stft": json.dumps(StftSettings().to_dict()),
+        "stft": json.dumps(stft.to_dict()),
         "backbone": loaded.encoder.backbone,
         "encoder_fingerprint": loaded.encoder.fingerprint,
-        "input": "normalized mixture magnitudes (batch, 2, 1024, 129): bins 0..1023 / bin_std",
+        "input": f"normalized mixture magnitudes (batch, 2, {stft.bins}, {stft.patch_frames}): "
+        f"bins 0..{stft.bins - 1} / bin_std",
         "outputs": "one per source: normalized magnitudes, times bin_std for magnitudes",
     }
     with atomic_path(out_path, suffix=".onnx") as tmp:
@@ -117,9 +120,13 @@ class OnnxModel:
             stft = json.loads(meta["stft"])
         except (KeyError, ValueError) as err:
             raise SeptoolError(f"{self.path}: not a septool ONNX export (its metadata lacks {err})") from None
-        if stft != StftSettings().to_dict() or self.bin_std.shape != (BINS, 1):
+        try:
+            self.stft = StftSettings.from_dict(stft)
+        except (TypeError, ValueError) as err:
+            raise SeptoolError(f"{self.path}: its STFT settings are not valid ({err})") from None
+        if self.bin_std.shape != (self.stft.bins, 1):
             raise SeptoolError(
-                f"{self.path}: exported with STFT settings {stft}, septool uses {StftSettings().to_dict()}"
+                f"{self.path}: its bin_std holds {self.bin_std.shape[0]} values, its STFT {self.stft.bins} bins"
             )
         self.fixed_batch = self.session.get_inputs()[0].shape[0] == 1
 

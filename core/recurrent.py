@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .spectral import BINS, N_FFT
+from .frontend import BINS, N_FFT
 
 SAMPLE_RATE = 44100
 MAX_HIDDEN = 4096

@@ -1,7 +1,8 @@
 """Streaming separation: patches in batches, overlap-added with a transition window.
 
-The waveform is cut into patches of ``PATCH_SAMPLES`` (each gives exactly 129 STFT frames),
-consecutive patches overlapping by ``overlap``. Every patch goes through the STFT, the encoder
+The waveform is cut into patches of the model's front end (``model.stft``: for the paper's,
+65 536 samples, which give exactly 129 STFT frames), consecutive patches overlapping by
+``overlap``. Every patch goes through the STFT, the encoder
 once, the selected decoders, an optional post-filter (``postfilter.py``), and the inverse STFT
 with the mixture phase; the patches are then blended with triangular weights. Only a few patches
 are held at a time, so memory does not depend on the length of the input. The Wiener post-filter
@@ -25,11 +26,8 @@ from .errors import SeptoolError, SlowPathWarning
 from .network import fold_batchnorm
 from .postfilter import CovarianceSums, PostFilter, SpatialCovariances, add_sums, spatial_covariances
 from .spectral import (
-    BINS,
-    HOP,
-    PATCH_FRAMES,
-    PATCH_SAMPLES,
     Spectrogram,
+    StftSettings,
     model_magnitude,
     unit_phase,
     with_mixture_phase,
@@ -41,7 +39,10 @@ Covariances = dict[tuple[str, ...], SpatialCovariances]
 
 
 class PatchModel(Protocol):
-    """What the separator needs from a model: magnitudes in, one magnitude per source out."""
+    """What the separator needs from a model: its front end, and magnitudes in, one magnitude per
+    source out."""
+
+    stft: StftSettings
 
     def separate_patches(self, magnitude: torch.Tensor, sources: Sequence[str]) -> dict[str, torch.Tensor]: ...
 
@@ -108,7 +109,7 @@ class Separator:
     """Separates stereo 44.1 kHz audio into the given sources.
 
     Args:
-        model: a ``SharedModel`` (or anything with ``separate_patches``).
+        model: a ``SharedModel`` (or anything with ``stft`` and ``separate_patches``).
         sources: which decoders to run; the encoder runs once per patch for all of them.
         device: where the model runs.
         batch_size: patches per forward pass (default: 1 on CPU, where larger batches are no
@@ -156,13 +157,15 @@ class Separator:
         if missing:
             raise SeptoolError(f"the model has no decoder for {', '.join(missing)}; it has {', '.join(known)}")
         self.batch_size = batch_size
-        self.stride = max(1, round(PATCH_SAMPLES * (1 - overlap)))
+        self.stft: StftSettings = model.stft
+        self.patch = self.stft.patch_samples
+        self.stride = max(1, round(self.patch * (1 - overlap)))
         self.precision = precision
-        self.spectrogram = Spectrogram().to(self.device)
-        self.window = transition_window(PATCH_SAMPLES)
+        self.spectrogram = Spectrogram(self.stft).to(self.device)
+        self.window = transition_window(self.patch)
 
     def patch_count(self, length: int) -> int:
-        return 1 if length <= PATCH_SAMPLES else math.ceil((length - PATCH_SAMPLES) / self.stride) + 1
+        return 1 if length <= self.patch else math.ceil((length - self.patch) / self.stride) + 1
 
     @property
     def needs_covariances(self) -> bool:
@@ -199,32 +202,32 @@ class Separator:
         if length <= 0:
             raise SeptoolError("nothing to separate: the audio is empty")
         sums: CovarianceSums | None = None
-        tiles = _tiles(blocks, length)
-        count = math.ceil(length / PATCH_SAMPLES)
+        tiles = _tiles(blocks, length, self.patch)
+        count = math.ceil(length / self.patch)
         for first in range(0, count, self.batch_size):
             patches = np.stack([next(tiles) for _ in range(first, min(first + self.batch_size, count))])
             spec, estimates = self._estimate(patches, self.postfilter.sources())
-            inside = length - (first + np.arange(len(patches))) * PATCH_SAMPLES  # samples of audio in each patch
-            frames = torch.arange(PATCH_FRAMES) * HOP < torch.from_numpy(inside)[:, None]  # B, T
+            inside = length - (first + np.arange(len(patches))) * self.patch  # samples of audio in each patch
+            frames = torch.arange(self.stft.patch_frames) * self.stft.hop < torch.from_numpy(inside)[:, None]  # B, T
             kept = frames[:, None, None, :].to(self.device)
             estimates = {s: e.float() * kept for s, e in estimates.items()}
-            sums = add_sums(sums, self.postfilter.covariance_sums(estimates, spec[..., :BINS, :]))
+            sums = add_sums(sums, self.postfilter.covariance_sums(estimates, spec[..., :-1, :]))
             if progress is not None:
-                progress(min(length, (first + len(patches)) * PATCH_SAMPLES), length)
+                progress(min(length, (first + len(patches)) * self.patch), length)
         return spatial_covariances(sums)
 
     @torch.inference_mode()
     def _run(self, patches: np.ndarray, covariances: Covariances | None = None) -> dict[str, np.ndarray]:
         spec, estimates = self._estimate(patches, self.decoders)
         phase = unit_phase(spec)
-        filtered = self.postfilter.apply(estimates, spec[..., :BINS, :], covariances) if self.postfilter else {}
+        filtered = self.postfilter.apply(estimates, spec[..., :-1, :], covariances) if self.postfilter else {}
         complete = {
             s: with_nyquist(filtered[s], filtered[s][..., -1:, :].abs(), spec)
             if s in filtered
             else with_mixture_phase(estimates[s].float(), spec, phase)
             for s in self.sources
         }
-        return {s: self.spectrogram.inverse(c, PATCH_SAMPLES).cpu().numpy() for s, c in complete.items()}
+        return {s: self.spectrogram.inverse(c, self.patch).cpu().numpy() for s, c in complete.items()}
 
     def stream(
         self,
@@ -254,15 +257,15 @@ class Separator:
         out_origin = 0
         for first in range(0, n_patches, self.batch_size):
             starts = [k * self.stride for k in range(first, min(first + self.batch_size, n_patches))]
-            need = starts[-1] + PATCH_SAMPLES
+            need = starts[-1] + self.patch
             while in_origin + inbuf.shape[1] < min(need, length):
                 block = next(blocks, None)
                 if block is None:
                     raise SeptoolError(f"the audio stream ended after {in_origin + inbuf.shape[1]} of {length} samples")
                 inbuf = np.concatenate([inbuf, block.astype(np.float32, copy=False)], axis=1)
-            patches = np.zeros((len(starts), 2, PATCH_SAMPLES), dtype=np.float32)
+            patches = np.zeros((len(starts), 2, self.patch), dtype=np.float32)
             for i, start in enumerate(starts):
-                chunk = inbuf[:, start - in_origin : start - in_origin + PATCH_SAMPLES]
+                chunk = inbuf[:, start - in_origin : start - in_origin + self.patch]
                 patches[i, :, : chunk.shape[1]] = chunk
             separated = self._run(patches, covariances)
 
@@ -271,7 +274,7 @@ class Separator:
                 weight = np.concatenate([weight, np.zeros(grow, dtype=np.float32)])
                 acc = {s: np.concatenate([a, np.zeros((2, grow), dtype=np.float32)], axis=1) for s, a in acc.items()}
             for i, start in enumerate(starts):
-                at = slice(start - out_origin, start - out_origin + PATCH_SAMPLES)
+                at = slice(start - out_origin, start - out_origin + self.patch)
                 weight[at] += self.window
                 for s in self.sources:
                     acc[s][:, at] += separated[s][i] * self.window
@@ -298,20 +301,20 @@ class Separator:
         return {s: np.concatenate([p[s] for p in parts], axis=1) for s in self.sources}
 
 
-def _tiles(blocks: Iterable[np.ndarray], length: int) -> Iterator[np.ndarray]:
-    """Consecutive (2, PATCH_SAMPLES) patches of a stream of blocks, the last one zero-padded."""
+def _tiles(blocks: Iterable[np.ndarray], length: int, samples: int) -> Iterator[np.ndarray]:
+    """Consecutive (2, samples) patches of a stream of blocks, the last one zero-padded."""
     buffer = np.zeros((2, 0), dtype=np.float32)
     read = 0
     blocks = iter(blocks)
-    for start in range(0, length, PATCH_SAMPLES):
-        while buffer.shape[1] < min(PATCH_SAMPLES, length - start):
+    for start in range(0, length, samples):
+        while buffer.shape[1] < min(samples, length - start):
             block = next(blocks, None)
             if block is None:
                 raise SeptoolError(f"the audio stream ended after {read} of {length} samples")
             read += block.shape[1]
             buffer = np.concatenate([buffer, block.astype(np.float32, copy=False)], axis=1)
-        patch = np.zeros((2, PATCH_SAMPLES), dtype=np.float32)
-        taken = buffer[:, : min(PATCH_SAMPLES, length - start)]
+        patch = np.zeros((2, samples), dtype=np.float32)
+        taken = buffer[:, : min(samples, length - start)]
         patch[:, : taken.shape[1]] = taken
         buffer = buffer[:, taken.shape[1] :]
         yield patch

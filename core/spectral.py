@@ -1,42 +1,26 @@
-"""The STFT front end: one patch of audio <-> one 2 x 1024 x 129 magnitude patch.
+"""The STFT front end: one patch of audio <-> one 2 x bins x frames magnitude patch.
 
-A patch is ``PATCH_SAMPLES`` = 128 hops of audio. With a centred STFT it yields exactly
-``PATCH_FRAMES`` = 129 frames, and the inverse STFT restores the samples exactly, so
-patches can be cut from the waveform and overlap-added back in the waveform domain.
+A backbone names its front end (``StftSettings``); the paper's, the default, takes patches of
+``PATCH_SAMPLES`` = 128 hops of audio. With a centred STFT a patch of ``patch_frames - 1`` hops
+yields exactly ``patch_frames`` frames, and the inverse STFT restores the samples exactly, so
+patches can be cut from the waveform and overlap-added back in the waveform domain. The network
+sees bins ``0 .. n_fft/2 - 1``: the Nyquist bin is dropped (1024 bins divide by 2**5).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 
-N_FFT = 2048
-HOP = 512
-PATCH_FRAMES = 129
-PATCH_SAMPLES = (PATCH_FRAMES - 1) * HOP
-BINS = N_FFT // 2  # the Nyquist bin is dropped; 1024 divides by 2**5
-
-
-@dataclass(frozen=True)
-class StftSettings:
-    n_fft: int = N_FFT
-    hop: int = HOP
-    window: str = "hann"
-    bins: int = BINS
-    patch_frames: int = PATCH_FRAMES
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .frontend import PAPER_STFT, StftSettings
 
 
 class Spectrogram(torch.nn.Module):
-    """Complex STFT of (batch, channels, samples) audio and its inverse."""
+    """Complex STFT of (batch, channels, samples) audio and its inverse, for one front end."""
 
-    def __init__(self, n_fft: int = N_FFT, hop: int = HOP):
+    def __init__(self, settings: StftSettings = PAPER_STFT):
         super().__init__()
-        self.n_fft, self.hop = n_fft, hop
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        self.n_fft, self.hop = settings.n_fft, settings.hop
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         batch, channels, samples = audio.shape
@@ -65,13 +49,13 @@ class Spectrogram(torch.nn.Module):
 
 
 def model_magnitude(spec: torch.Tensor) -> torch.Tensor:
-    """Magnitude of bins 0..1023 (Nyquist dropped), the network's input domain."""
-    return spec[..., :BINS, :].abs()
+    """Magnitude of every bin but the Nyquist one, the network's input domain."""
+    return spec[..., :-1, :].abs()
 
 
 def unit_phase(mixture: torch.Tensor) -> torch.Tensor:
-    """The mixture's phase as unit phasors for bins 0..1023 (0 where the mixture is 0)."""
-    body = mixture[..., :BINS, :]
+    """The mixture's phase as unit phasors below the Nyquist bin (0 where the mixture is 0)."""
+    body = mixture[..., :-1, :]
     return body / body.abs().clamp_min(torch.finfo(body.real.dtype).tiny)
 
 
@@ -88,10 +72,11 @@ def with_mixture_phase(
 
 
 def with_nyquist(body: torch.Tensor, top: torch.Tensor, mixture: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """A complex estimate of bins 0..1023 completed with the Nyquist bin (see ``with_mixture_phase``).
+    """A complex estimate of the bins below Nyquist completed with the Nyquist bin (see
+    ``with_mixture_phase``).
 
-    ``top`` is the estimate's magnitude at bin 1023.
+    ``top`` is the estimate's magnitude at the highest bin below Nyquist.
     """
-    top_ratio = top / (mixture[..., BINS - 1 : BINS, :].abs() + eps)
-    nyquist = mixture[..., BINS:, :] * top_ratio.clamp(0.0, 1.0)
+    top_ratio = top / (mixture[..., -2:-1, :].abs() + eps)
+    nyquist = mixture[..., -1:, :] * top_ratio.clamp(0.0, 1.0)
     return torch.cat([body, nyquist], dim=-2)

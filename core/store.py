@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from .backbones import DEFAULT_BACKBONE, canonical
 from .errors import SeptoolError
 from .files import atomic_path
-from .spectral import StftSettings
+from .frontend import PAPER_STFT, StftSettings
 
 if TYPE_CHECKING:
     from .plugin_manager import Registry
@@ -61,6 +61,7 @@ class StoredEncoder:
     fingerprint: str
     backbone: str = DEFAULT_BACKBONE
     metadata: dict = field(default_factory=dict)
+    stft: StftSettings = PAPER_STFT  # the backbone's front end, as the file records it
 
 
 @dataclass
@@ -122,8 +123,11 @@ def save_encoder(
     backbone: str,
     provenance: dict | None = None,
     dtype: torch.dtype = torch.float32,
+    reg: Registry | None = None,
 ) -> str:
-    """Write the encoder (of backbone ``backbone``) atomically; return its fingerprint."""
+    """Write the encoder (of backbone ``backbone``, whose front end the file records) atomically;
+    return its fingerprint."""
+    stft = _registry(reg).backbone(backbone).stft
     tensors = _to_storage(encoder, dtype)
     fp = fingerprint(tensors)
     metadata = {
@@ -132,7 +136,7 @@ def save_encoder(
         "fingerprint": fp,
         "backbone": backbone,
         "config": json.dumps(encoder.config),
-        "stft": json.dumps(StftSettings().to_dict()),
+        "stft": json.dumps(stft.to_dict()),
         "provenance": json.dumps(provenance or {}),
     }
     write_safetensors(Path(path), tensors, metadata)
@@ -230,16 +234,17 @@ def load_encoder(path: str | os.PathLike | Traversable, reg: Registry | None = N
     fp = fingerprint(tensors)
     if fp != fields["fingerprint"]:
         raise SeptoolError(f"{path}: damaged: its tensors hash to {fp}, its header says {fields['fingerprint']}")
-    if fields["stft"] != StftSettings().to_dict():
-        raise SeptoolError(
-            f"{path}: trained with STFT settings {metadata['stft']}, septool uses {StftSettings().to_dict()}"
-        )
     try:
         spec = _registry(reg).backbone(fields["backbone"])
     except SeptoolError as err:
         raise SeptoolError(f"{path}: {err}") from None
+    if fields["stft"] != spec.stft.to_dict():
+        raise SeptoolError(
+            f"{path}: trained with STFT settings {metadata['stft']}, backbone {spec.name!r} reads "
+            f"{json.dumps(spec.stft.to_dict())}"
+        )
     encoder = _build(path, spec.build_encoder, tensors, fields["config"])
-    return StoredEncoder(encoder, fp, spec.name, _decoded(metadata))
+    return StoredEncoder(encoder, fp, spec.name, _decoded(metadata), spec.stft)
 
 
 def save_decoder(
@@ -273,10 +278,13 @@ def save_model(
     decoders: Mapping[str, torch.nn.Module],
     provenance: dict | None = None,
     dtype: torch.dtype = torch.float32,
+    reg: Registry | None = None,
 ) -> StoredEncoder:
     """Write a model directory: the encoder and one file per decoder, bound to it."""
     folder = Path(folder)
-    stored = StoredEncoder(encoder, save_encoder(folder / ENCODER_FILE, encoder, backbone, provenance, dtype), backbone)
+    reg = _registry(reg)
+    fp = save_encoder(folder / ENCODER_FILE, encoder, backbone, provenance, dtype, reg)
+    stored = StoredEncoder(encoder, fp, backbone, stft=reg.backbone(backbone).stft)
     for name, decoder in decoders.items():
         save_decoder(folder / decoder_file(name), name, decoder, stored, provenance, dtype=dtype)
     return stored

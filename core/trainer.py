@@ -39,7 +39,7 @@ from .files import atomic_path, write_failure
 from .network import SharedModel
 from .plugin_manager import registry
 from .separator import resolve_device, resolve_precision
-from .spectral import BINS, Spectrogram, model_magnitude
+from .spectral import Spectrogram, model_magnitude
 from .store import ENCODER_FILE, StoredEncoder, decoder_file, save_decoder, save_encoder
 
 Module = torch.nn.Module
@@ -190,7 +190,7 @@ class Trainer:
             raise SeptoolError(
                 f"the trained model is of backbone {base[0].backbone!r}; this run asks for {config.backbone!r}"
             )
-        self.dbs = databases
+        self.dbs = databases.cut(self.backbone.stft.patch_samples)
         self.out_dir = Path(out_dir)
         self.progress = progress
         self.sources = databases.sources
@@ -204,7 +204,7 @@ class Trainer:
         )
         self.precision = precision
         self.augment = Augmentation(remix=config.remix) if config.augment else None
-        self.spectrogram = Spectrogram().to(self.device)
+        self.spectrogram = Spectrogram(self.backbone.stft).to(self.device)
         self._build()
         self.epoch = 0
         self.best = {"loss": float("inf"), "epoch": 0, "state": None}
@@ -230,7 +230,7 @@ class Trainer:
                 s: copy.deepcopy(trained[s]) if s in trained else self._decoder(s, encoder, default)
                 for s in self.sources
             }
-            self.networks = {"shared": SharedModel(encoder, decoders)}
+            self.networks = {"shared": SharedModel(encoder, decoders, self.backbone.stft)}
             if self.frozen:
                 encoder.requires_grad_(False)
         else:
@@ -240,7 +240,7 @@ class Trainer:
                 encoder = self.backbone.build_encoder(size["encoder"])
                 decoders = {s: self._decoder(s, encoder, size["decoder"]) for s in group}
                 key = group[0] if self.config.procedure == "independent" else "shared"
-                self.networks[key] = SharedModel(encoder, decoders)
+                self.networks[key] = SharedModel(encoder, decoders, self.backbone.stft)
         for net in self.networks.values():
             net.to(self.device, memory_format=torch.channels_last)  # about 1.5x faster convolutions on CPU
             self.dist.broadcast(net)
@@ -275,7 +275,8 @@ class Trainer:
             dbs = [self.dbs.simultaneous[0]] if self.dbs.simultaneous else [
                 self.dbs.train[s] for s in self.sources if key in ("shared", s)
             ]  # fmt: skip
-            total, square, count = torch.zeros(BINS), torch.zeros(BINS), 0
+            bins = self.backbone.stft.bins
+            total, square, count = torch.zeros(bins), torch.zeros(bins), 0
             for db in dbs:
                 mixture, _ = db.sample(rng, db.epoch_plan(rng, min(64, 4 * db.patches)))
                 with torch.no_grad():
@@ -628,7 +629,10 @@ class Trainer:
                 self.base[0]
                 if self.frozen
                 else StoredEncoder(
-                    net.encoder, save_encoder(folder / ENCODER_FILE, net.encoder, name, provenance), name
+                    net.encoder,
+                    save_encoder(folder / ENCODER_FILE, net.encoder, name, provenance),
+                    name,
+                    stft=self.backbone.stft,
                 )
             )
             for source, decoder in net.decoders.items():

@@ -39,7 +39,7 @@ def half(model: Path, encoder_path: Path, decoder_paths: dict[str, Path]) -> str
     encoder = load_encoder(model / ENCODER_FILE)
     provenance = encoder.metadata.get("provenance", {})
     fp = save_encoder(encoder_path, encoder.encoder, encoder.backbone, provenance, torch.float16)
-    halved = StoredEncoder(encoder.encoder, fp, encoder.backbone)
+    halved = StoredEncoder(encoder.encoder, fp, encoder.backbone, stft=encoder.stft)
     for source, path in decoder_paths.items():
         decoder = load_decoder(model / decoder_file(source), encoder)
         save_decoder(

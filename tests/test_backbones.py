@@ -11,7 +11,7 @@ from torch import nn
 import septool
 from septool import BackboneSpec, SeptoolError, hookimpl
 from septool.datasets import AudioCache, from_folders
-from septool.spectral import BINS, PATCH_SAMPLES
+from septool.frontend import PAPER_STFT, PATCH_SAMPLES, StftSettings
 from septool.store import decoder_file, load_encoder
 from septool.trainer import Trainer
 
@@ -133,14 +133,18 @@ def test_training_from_a_model_of_another_backbone_is_refused(lstm_model_dir, mu
     assert septool.TrainConfig(backbone="lstm").size == "small"
 
 
-class FrameEncoder(nn.Module):
-    """A third party's backbone: one linear layer per frame, a sigmoid mask per source."""
+FRAMES_STFT = StftSettings(n_fft=512, hop=128, bins=256, patch_frames=33)  # patches of 4096 samples
 
-    def __init__(self, hidden: int):
+
+class FrameEncoder(nn.Module):
+    """A third party's backbone on its own front end: one linear layer per frame, a sigmoid mask
+    per source."""
+
+    def __init__(self, hidden: int, bins: int = FRAMES_STFT.bins):
         super().__init__()
         self.config = {"hidden": hidden}
-        self.register_buffer("bin_std", torch.ones(BINS))
-        self.linear = nn.Linear(BINS, hidden)
+        self.register_buffer("bin_std", torch.ones(bins))
+        self.linear = nn.Linear(bins, hidden)
 
     def normalize(self, magnitude):
         return magnitude / self.bin_std[:, None]
@@ -150,10 +154,10 @@ class FrameEncoder(nn.Module):
 
 
 class FrameDecoder(nn.Module):
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, bins: int = FRAMES_STFT.bins):
         super().__init__()
         self.config = {"widths": [hidden]}
-        self.linear = nn.Linear(hidden, BINS)
+        self.linear = nn.Linear(hidden, bins)
 
     def forward(self, features):
         mixture, frames = features
@@ -161,22 +165,28 @@ class FrameDecoder(nn.Module):
 
 
 class FramesPlugin:
+    def __init__(self, stft: StftSettings = FRAMES_STFT):
+        self.stft = stft
+
     @hookimpl
     def register_backbones(self, register):
+        bins = self.stft.bins
         register(
             BackboneSpec(
                 name="frames",
-                build_encoder=lambda config: FrameEncoder(config["hidden"]),
-                build_decoder=lambda encoder, config: FrameDecoder(encoder["hidden"]),
+                build_encoder=lambda config: FrameEncoder(config["hidden"], bins),
+                build_decoder=lambda encoder, config: FrameDecoder(encoder["hidden"], bins),
                 sizes={"tiny": {"encoder": {"hidden": 32}, "decoder": {"widths": [32]}}},
                 default_size="tiny",
                 description="per-frame masks",
+                stft=self.stft,
             )
         )
 
 
 def test_hook_register_backbones(fresh_plugins, toy, tmp_path, cli):  # noqa: F811
-    """A third party's backbone, registered through the hook, is listed, trains and separates."""
+    """A third party's backbone on its own front end (a 512-point STFT, patches of 4096 samples),
+    registered through the hook, is listed, trains, separates, and its files record that front end."""
     _, dbs, test = toy
     fresh_plugins.load_plugins()
     fresh_plugins.pm.register(FramesPlugin(), name="frames-plugin")
@@ -186,7 +196,15 @@ def test_hook_register_backbones(fresh_plugins, toy, tmp_path, cli):  # noqa: F8
     assert result.best_loss < result.history[0]["valid_relative"]
     stored = load_encoder(tmp_path / "encoder.safetensors")
     assert stored.backbone == "frames" and stored.encoder.config == {"hidden": 32}
-    assert separated_gains(tmp_path, test, _toy_registry())["low"] > 1
+    assert stored.stft == FRAMES_STFT and stored.metadata["stft"]["n_fft"] == 512
+    assert separated_gains(tmp_path, test, _toy_registry())["low"] > 1  # 3 s: 33 patches of 4096 samples
+
+    fresh_plugins.reset()  # the same backbone name on the paper's front end cannot read these files
+    fresh_plugins.load_plugins()
+    fresh_plugins.pm.register(FramesPlugin(PAPER_STFT), name="frames-plugin")
+    with pytest.raises(SeptoolError, match="trained with STFT settings .*512.* backbone 'frames' reads .*2048") as no:
+        load_encoder(tmp_path / "encoder.safetensors")
+    assert len(str(no.value).splitlines()) == 1
 
 
 def test_a_backbone_name_taken_twice_skips_the_second_plugin(fresh_plugins):

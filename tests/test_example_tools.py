@@ -11,7 +11,7 @@ import torch
 from conftest import save_model, tiny_model
 
 import septool
-from septool.spectral import BINS, PATCH_FRAMES
+from septool.frontend import BINS, PATCH_FRAMES
 from septool.store import ENCODER_FILE
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,8 +13,9 @@ import torch
 from conftest import save_model, tiny_model, write_song
 
 import septool
-from septool import SeptoolError
-from septool.network import fold_batchnorm
+from septool import BackboneSpec, SeptoolError, hookimpl
+from septool.network import build_decoder, build_encoder, fold_batchnorm, unet_sizes
+from septool.plugin_manager import registered
 
 SCRIPT = Path(__file__).parent.parent / "examples" / "onnx_separate.py"
 
@@ -83,12 +84,21 @@ def test_the_numpy_reference_script_separates_as_septool_does(exported, tmp_path
         assert 10 * np.log10(np.sum(a**2) / np.sum((a - b) ** 2)) > 40, source
 
 
+class UnetAsFrames:
+    """The unet's networks under the name "frames": a backbone registered only for a moment."""
+
+    @hookimpl
+    def register_backbones(self, register):
+        register(BackboneSpec("frames", build_encoder, build_decoder, unet_sizes(), "tiny"))
+
+
 def test_export_of_a_missing_decoder_or_an_unknown_backbone_fails_in_one_line(exported, tmp_path, cli):
     model_dir, _ = exported
     code, out, err = cli("export", model_dir, "--sources", "guitar", "-o", tmp_path / "a.onnx")
     assert code == 1 and "unknown source 'guitar'" in err and len(err.strip().splitlines()) == 1
     foreign = tmp_path / "foreign"
-    save_model(tiny_model(["vocals"]), foreign, "frames")  # a backbone no plugin registers here
+    with registered(UnetAsFrames(), "frames-plugin"):  # written while a plugin registers "frames"
+        save_model(tiny_model(["vocals"]), foreign, "frames")
     code, out, err = cli("export", foreign, "-o", tmp_path / "b.onnx")
     assert code == 1 and "unknown backbone 'frames'" in err and len(err.strip().splitlines()) == 1
     code, out, err = cli("export", model_dir, "--format", "tflite", "-o", tmp_path / "c.onnx")

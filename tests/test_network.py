@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from septool.frontend import BINS, PATCH_FRAMES
 from septool.network import ModelConfig, SharedModel, count_parameters
-from septool.spectral import BINS, PATCH_FRAMES
 
 SOURCES = ["vocals", "drums", "bass", "other"]
 

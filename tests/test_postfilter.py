@@ -8,9 +8,9 @@ from test_signal_path import snr_db
 
 import septool
 from septool.errors import SeptoolError
+from septool.frontend import PAPER_STFT, PATCH_SAMPLES
 from septool.postfilter import PostFilter, SpatialCovariances, covariance_sums, softmask, wiener
 from septool.separator import Separator
-from septool.spectral import PATCH_SAMPLES
 
 MUSDB_SET = PostFilter("wiener", (tuple(BUILTIN),))
 
@@ -85,6 +85,8 @@ def test_wiener_filter_matches_its_formulas_bin_by_bin():
 
 class BinGains:
     """Each source's estimate is the mixture magnitude times a gain per bin, drawn in [0.1, 1]."""
+
+    stft = PAPER_STFT
 
     def __init__(self, sources):
         generator = torch.Generator().manual_seed(0)

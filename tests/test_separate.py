@@ -5,6 +5,7 @@ from conftest import BUILTIN, write_song
 
 import septool
 from septool import SeptoolError
+from septool.frontend import PAPER_STFT
 
 
 def outputs(folder):
@@ -60,6 +61,8 @@ def test_folder_input_and_progress_callback(tmp_path, tiny_model_dir):
 
 def test_clipping_is_reported_not_hidden(tmp_path, tiny_model_dir):
     class Loud:
+        stft = PAPER_STFT
+
         def separate_patches(self, magnitude, sources):
             return {s: magnitude * 8 for s in sources}
 

@@ -10,12 +10,14 @@ from hypothesis import strategies as st
 from scipy.signal import resample_poly
 
 from septool.audio import StreamResampler
+from septool.frontend import PAPER_STFT, PATCH_SAMPLES
 from septool.separator import Separator
-from septool.spectral import PATCH_SAMPLES
 
 
 class IdentityDecoders:
     """Every decoder returns the mixture magnitude: the signal path alone is tested."""
+
+    stft = PAPER_STFT
 
     def separate_patches(self, magnitude, sources):
         return {s: magnitude for s in sources}
@@ -105,6 +107,8 @@ class PatchGains:
     """Patch k (in the order the separator runs them, one per call) comes back scaled by gains[k]:
     a model whose estimate changes from patch to patch, as a real one's does."""
 
+    stft = PAPER_STFT
+
     def __init__(self, gains):
         self.gains, self.calls = list(gains), 0
 
@@ -152,7 +156,8 @@ def test_patches_advance_by_the_overlap_exactly():
 
 
 def test_the_front_end_is_the_periodic_hann_stft_the_model_files_record():
-    from septool.spectral import HOP, N_FFT, Spectrogram, StftSettings
+    from septool.frontend import HOP, N_FFT, StftSettings
+    from septool.spectral import Spectrogram
 
     assert StftSettings().window == "hann"
     audio = np.random.default_rng(3).standard_normal((1, 2, 20 * HOP)).astype(np.float32)
