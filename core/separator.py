@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -68,13 +69,20 @@ def resolve_device(name: str) -> torch.device:
 
 
 def fast_bf16(device: torch.device) -> bool:
-    """Whether bf16 is the faster path here: CUDA, or a CPU with AMX or AVX-512 bf16 instructions.
+    """Whether bf16 is the faster path here: CUDA, or a CPU with AMX or AVX-512 bf16 instructions
+    that torch and oneDNN may use (``ATEN_CPU_CAPABILITY`` or ``ONEDNN_MAX_CPU_ISA`` set below
+    AVX-512 rule them out, as on an AVX2-only CPU).
 
     Elsewhere bf16 on CPU is emulated and slower than fp32.
     """
     if device.type == "cuda":
         return True
     if device.type != "cpu":
+        return False
+    if torch.backends.cpu.get_cpu_capability() != "AVX512":
+        return False
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    if isa != "ALL" and "AVX512" not in isa and "AMX" not in isa:
         return False
     try:
         flags = Path("/proc/cpuinfo").read_text()

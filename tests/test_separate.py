@@ -1,11 +1,13 @@
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from conftest import BUILTIN, write_song
 
 import septool
 from septool import SeptoolError
 from septool.frontend import PAPER_STFT
+from septool.separator import resolve_precision
 
 
 def outputs(folder):
@@ -164,6 +166,21 @@ def test_missing_or_mismatched_model_is_a_clear_error(cli, tmp_path, song, tiny_
     code, _, err = cli("separate", song, "-o", tmp_path / "o", "--model", mixed, "--sources", "bass")
     assert code == 1 and "trained against encoder" in err
     assert outputs(tmp_path / "o") == []
+
+
+@pytest.mark.parametrize(
+    "setting", [("ATEN_CPU_CAPABILITY", "AVX2"), ("ONEDNN_MAX_CPU_ISA", "AVX2"), ("ONEDNN_MAX_CPU_ISA", "AVX2_VNNI")]
+)
+def test_bf16_is_not_the_fast_path_where_torch_or_onednn_is_held_to_avx2(setting, monkeypatch):
+    from septool.separator import fast_bf16
+
+    name, value = setting
+    if name == "ATEN_CPU_CAPABILITY":  # read by torch at start-up: what it then reports
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: value)
+    else:
+        monkeypatch.setenv(name, value)
+    assert not fast_bf16(torch.device("cpu"))
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
 
 
 def test_forcing_bf16_where_it_is_emulated_warns_in_one_line(cli, song, tmp_path, tiny_model_dir, monkeypatch):
