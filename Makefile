@@ -3,8 +3,10 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages the tests need: ffmpeg (musdb's stem decoding), fluidsynth and a small GM soundfont,
-# and one voice of each singing engine of `septool synth` (festival's kal, festival's slt, flite).
-TEST_PACKAGES = ffmpeg fluidsynth timgm6mb-soundfont festival festvox-kallpc16k festvox-us-slt-hts flite
+# one voice of each singing engine of `septool synth` (festival's kal, festival's slt, flite), and
+# headless Chromium with a font, which loads the listening report's page (tests/test_report.py).
+TEST_PACKAGES = ffmpeg fluidsynth timgm6mb-soundfont festival festvox-kallpc16k festvox-us-slt-hts flite \
+	chromium fonts-dejavu-core
 # Every free voice of the voice bank (`septool synth --list-voices`) and the soundfonts of the recipe.
 VOICE_PACKAGES = festvox-kallpc16k festvox-kdlpc16k festvox-itapc16k festvox-italp16k festvox-suopuhe-lj \
 	festvox-suopuhe-mv festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-czech-ph \

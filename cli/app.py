@@ -107,6 +107,9 @@ def separate(
     runtime: Annotated[
         str, typer.Option(help="torch, or onnx (ONNX Runtime on the model's ONNX export; pip install 'septool[onnx]').")
     ] = "torch",
+    report: Annotated[
+        bool, typer.Option("--report", help="Also write a listening page, OUT/report/index.html.")
+    ] = False,
 ) -> None:
     """Separate songs into stems."""
     with Progress(
@@ -145,6 +148,7 @@ def separate(
             postfilter,
             wiener_iterations,
             runtime=runtime,
+            report=report,
         )
     for source, reason in getattr(loaded, "skipped", {}).items():
         console.print(labelled("warning:", "yellow", f"no {source} stem: {reason}"), soft_wrap=True)
@@ -160,6 +164,8 @@ def separate(
                     )
                 )
     out.print(f"wrote {sum(len(t.outputs) for t in results)} stems for {len(results)} track(s) under {out_dir}")
+    if report:
+        out.print(f"listening page: {out_dir / 'report' / 'index.html'}")
 
 
 @app.command()
@@ -397,6 +403,9 @@ def evaluate(
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16 separation.")] = "auto",
     postfilter: PostFilterOption = "none",
     wiener_iterations: WienerIterationsOption = 1,
+    report: Annotated[
+        bool, typer.Option("--report", help="Also write a listening page, OUT/report/index.html.")
+    ] = False,
 ) -> None:
     """Score separations with BSSEval v4 (museval): median over 1 s windows, mean over tracks."""
     beat = Heartbeat()
@@ -411,7 +420,7 @@ def evaluate(
         results, written = septool.evaluate(
             out_dir, model, musdb, subset, data, split_sources(sources), oracle, jobs, device,
             progress=scored, precision=precision,
-            postfilter=postfilter, wiener_iterations=wiener_iterations,
+            postfilter=postfilter, wiener_iterations=wiener_iterations, report=report,
         )  # fmt: skip
     summary = results.summary()
     table = Table(title=f"{'oracle ' + oracle if oracle else 'model'}: mean over {len(results.tracks)} tracks of "
@@ -422,6 +431,23 @@ def evaluate(
         table.add_row(source, *(f"{metrics[m]:.2f}" for m in ("SDR", "SIR", "SAR", "ISR")))
     out.print(table)
     out.print(f"wrote {len(written)} files under {out_dir}")
+    if report:
+        out.print(f"listening page: {out_dir / 'report' / 'index.html'}")
+
+
+@app.command("report")
+def report_command(
+    results: Annotated[
+        list[Path], typer.Argument(help="Results folders of `septool evaluate --report` (or their report folders).")
+    ],
+    out_dir: Annotated[Path, typer.Option("-o", "--out", help="Folder for the comparison page.")] = Path("report"),
+    names: Annotated[
+        str | None, typer.Option(help="Comma-separated column titles, one per folder (default: folder names).")
+    ] = None,
+) -> None:
+    """Put several listening reports side by side: one column per model, the same excerpts."""
+    page = septool.report(results, out_dir, [n.strip() for n in names.split(",")] if names else None)
+    out.print(f"listening page: {page}")
 
 
 experiment_app = typer.Typer(help="Reproduce the paper's experiments.", no_args_is_help=True, rich_markup_mode=None)

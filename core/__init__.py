@@ -27,6 +27,7 @@ _LAZY = {
     "load_model": "api",
     "new_plugin": "api",
     "remove_decoder": "api",
+    "report": "api",
     "separate": "api",
     "train": "api",
     "ModelConfig": "network",
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
         load_model,
         new_plugin,
         remove_decoder,
+        report,
         separate,
         train,
     )
@@ -92,6 +94,7 @@ __all__ = [
     "export",
     "hookimpl",
     "load_model",
+    "report",
     "separate",
     "train",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import os
 import shutil
 import string
@@ -17,6 +19,8 @@ from .datasets import MUSDB_STEMS, AudioCache, from_folders, from_musdb
 from .errors import SeptoolError
 from .evaluation import Results, evaluate_tracks, oracle, tracks_from_musdb, tracks_from_pairs, write_results
 from .files import DEFAULT_FILENAME, check_writable
+from .listening import compare as compare_reports
+from .listening import writing_report
 from .network import SharedModel
 from .plugin_manager import Registry, registry
 from .plugin_manager import reset as reset_plugins
@@ -161,8 +165,12 @@ def separate(
     wiener_iterations: int = 1,
     *,
     runtime: str = "torch",
+    report: bool = False,
 ) -> list[SeparatedTrack]:
     """Separate audio files into stems written under ``out_dir``.
+
+    ``report``: also write a listening page, ``out_dir/REPORT_FOLDER/index.html``: an excerpt of
+    each input and of its stems, with spectrograms (``listening.py``).
 
     ``runtime``: ``torch``, or ``onnx`` (ONNX Runtime, the ``onnx`` extra) on the model exported
     once into the cache (``export``); the same streaming, overlap-add and post-filters either way.
@@ -182,12 +190,48 @@ def separate(
     loaded, chosen, post = _prepare(model, sources, postfilter, wiener_iterations)
     out_dir = Path(out_dir)
     targets = output_paths([i.path for i in infos], out_dir, filename, fmt, chosen)
+    if report:
+        _check_report_folder(out_dir, targets)
     check_writable(out_dir)
     network = _runtime_model(loaded, runtime, device)
     separator = Separator(network, chosen, device, batch_size, overlap, precision, post)
-    return [
+    tracks = [
         _separate_file(separator, info, paths, fmt, bits, progress) for info, paths in zip(infos, targets, strict=True)
     ]
+    if report:
+        with writing_report(out_dir / REPORT_FOLDER, "separation") as writer:
+            for track in tracks:
+                writer.add_separated(track.input, track.outputs)
+            writer.finish(_model_title(loaded), _model_fields(loaded))
+    return tracks
+
+
+REPORT_FOLDER = "report"
+
+
+def _check_report_folder(out_dir: Path, targets: Sequence[dict[str, Path]]) -> None:
+    folder = (out_dir / REPORT_FOLDER).resolve()
+    for paths in targets:
+        for path in paths.values():
+            if path.resolve().is_relative_to(folder):
+                raise SeptoolError(
+                    f"{path}: a stem inside the report folder {out_dir / REPORT_FOLDER}; choose another filename"
+                )
+
+
+def _model_title(loaded: LoadedModel) -> str:
+    encoder = Path(loaded.files.get("encoder", ""))
+    return "shipped model" if encoder == Path(str(packaged_encoder())) else f"model {encoder.parent.name}"
+
+
+def _model_fields(loaded: LoadedModel) -> dict:
+    """What a report states of the model: its files, fingerprint, backbone, config and provenance."""
+    return {
+        "encoder": loaded.files.get("encoder"), "fingerprint": loaded.encoder.fingerprint,
+        "backbone": loaded.encoder.backbone, "config": loaded.encoder.encoder.config,
+        "provenance": loaded.encoder.metadata.get("provenance", {}),
+        "decoders": {s: f for s, f in loaded.files.items() if s != "encoder"},
+    }  # fmt: skip
 
 
 RUNTIMES = ("torch", "onnx")
@@ -467,12 +511,17 @@ def evaluate(
     precision: str = "auto",
     postfilter: str = "none",
     wiener_iterations: int = 1,
+    *,
+    report: bool = False,
 ) -> tuple[Results, list[Path]]:
     """Separate and score every track of a MUSDB18 subset or a pair folder (paper §4.1).
 
     With ``oracle_mask`` (``irm`` or ``ibm``) the references' ideal masks replace the model.
     ``postfilter`` and ``wiener_iterations`` are as in ``separate``.
-    Writes per-track museval JSON, ``summary.csv`` and ``sdr.png`` under ``out_dir``.
+    Writes per-track museval JSON, ``summary.csv`` and ``sdr.png`` under ``out_dir``; with
+    ``report``, a listening page too, ``out_dir/REPORT_FOLDER/index.html`` (``listening.py``: each
+    track's mixture, and each source's reference, estimate and residual, with spectrograms and
+    scores per window), which ``report`` puts beside other models' reports.
     """
     if (musdb is None) == (data is None):
         raise SeptoolError("give either a MUSDB18 folder (--musdb) or a folder of pairs (--data)")
@@ -487,20 +536,66 @@ def evaluate(
         tracks_from_musdb(Path(musdb), subset, chosen) if musdb is not None else tracks_from_pairs(Path(data), chosen)
     )
     if loaded is None:
-        label = f"oracle {oracle_mask}"
+        label, title, model_fields = f"oracle {oracle_mask}", f"oracle {oracle_mask}", {"oracle": oracle_mask}
 
-        def estimate(track):
+        def separated(track):
             return oracle(track, oracle_mask)
     else:
         separator = Separator(loaded.model, chosen, device, precision=precision, postfilter=post)
         filtered = f", {post.kind} post-filter" if post else ""
         label = f"model {loaded.files.get('encoder', '')} ({precision}{filtered})"
+        title, model_fields = _model_title(loaded), _model_fields(loaded)
 
-        def estimate(track):
+        def separated(track):
             return separator.separate(track.mixture)
 
-    results = evaluate_tracks(tracks, estimate, jobs, progress)
-    return results, write_results(results, Path(out_dir), label)
+    out_dir = Path(out_dir)
+    with contextlib.ExitStack() as stack:
+        writer = stack.enter_context(writing_report(out_dir / REPORT_FOLDER, "evaluation")) if report else None
+
+        def estimate(track):
+            estimates = separated(track)
+            if writer is not None:
+                writer.add_track(track.name, track.mixture, estimates, track.references)
+            return estimates
+
+        results = evaluate_tracks(tracks, estimate, jobs, progress)
+        written = write_results(results, out_dir, label)
+        if writer is not None:
+            protocol = {
+                "metric": f"BSSEval v4 (museval {_version('museval')}), all sources jointly",
+                "windows": "1 s, not overlapping; a track's score is the median over its windows (windows where "
+                "museval gives NaN, such as a silent reference, left out), a set's the mean over its tracks",
+                "data": f"MUSDB18 {musdb}, subset {subset}" if musdb is not None else f"pair folders {data}",
+                "sources": chosen, "precision": precision if loaded is not None else "fp32",
+                "post-filter": (f"{post.kind}" if loaded is not None and post else "none"), "device": device,
+            }  # fmt: skip
+            writer.finish(title, model_fields, protocol, results, out_dir / "sdr.png")
+    if report:
+        written.append(out_dir / REPORT_FOLDER / "index.html")
+    return results, written
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def report(
+    folders: Sequence[str | os.PathLike], out_dir: str | os.PathLike, names: Sequence[str] | None = None
+) -> Path:
+    """Put the listening reports of ``folders`` (results folders of ``evaluate(..., report=True)``,
+    or their report folders) side by side on one page in ``out_dir``; return the page's path.
+
+    ``names``: each report's column title (default: the folder names)."""
+    reports = [Path(f) / REPORT_FOLDER if (Path(f) / REPORT_FOLDER).is_dir() else Path(f) for f in folders]
+    if names is not None and len(names) != len(reports):
+        raise SeptoolError(f"{len(names)} names for {len(reports)} reports")
+    check_writable(out_dir)
+    titles = names or [Path(f).resolve().name for f in folders]
+    return compare_reports(reports, Path(out_dir), titles)
 
 
 ENCODER_MODES = ("frozen", "finetune")
