@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +140,17 @@ def checked(track: EvalTrack) -> EvalTrack:
     return track
 
 
-def tracks_from_musdb(root: Path, subset: str, sources: Sequence[str]) -> list[EvalTrack]:
+@dataclass(frozen=True)
+class TrackRef:
+    """An evaluation track not yet read: its name and how to read it (``read()``, checked)."""
+
+    name: str
+    read: Callable[[], EvalTrack]
+
+
+def tracks_from_musdb(root: Path, subset: str, sources: Sequence[str]) -> list[TrackRef]:
+    """The tracks of a MUSDB18 (stem.mp4) or MUSDB18-HQ (WAV) subset, each read only when
+    evaluated; a missing target is refused now, before anything is separated."""
     import musdb
 
     root = Path(root)
@@ -154,13 +166,18 @@ def tracks_from_musdb(root: Path, subset: str, sources: Sequence[str]) -> list[E
         missing = [s for s in sources if s not in track.targets]
         if missing:
             raise SeptoolError(f"{track.name}: MUSDB18 has no {missing[0]} target")
-        refs = {s: track.targets[s].audio.T.astype(np.float32) for s in sources}
-        tracks.append(checked(EvalTrack(track.name, track.audio.T.astype(np.float32), refs, complete)))
+        tracks.append(TrackRef(track.name, partial(_read_musdb, track, tuple(sources), complete)))
     return tracks
 
 
-def tracks_from_pairs(root: Path, sources: Sequence[str]) -> list[EvalTrack]:
-    """``root/<track>/mixture.wav`` with ``<source>.wav`` for every source evaluated."""
+def _read_musdb(track, sources: tuple[str, ...], complete: bool) -> EvalTrack:
+    refs = {s: track.targets[s].audio.T.astype(np.float32) for s in sources}  # musdb decodes on each access
+    return checked(EvalTrack(track.name, track.audio.T.astype(np.float32), refs, complete))
+
+
+def tracks_from_pairs(root: Path, sources: Sequence[str]) -> list[TrackRef]:
+    """``root/<track>/mixture.wav`` with ``<source>.wav`` for every source evaluated, each track
+    read only when evaluated; missing files and lengths that differ are refused now."""
     root = Path(root)
     if not root.is_dir():
         raise SeptoolError(f"{root}: no such folder")
@@ -173,13 +190,19 @@ def tracks_from_pairs(root: Path, sources: Sequence[str]) -> list[EvalTrack]:
         missing = [n for n in ("mixture", *sources) if n not in files]
         if missing:
             raise SeptoolError(f"{folder}: no {missing[0]} file to evaluate against")
-        mixture = audio_io.load(files["mixture"])[0]
-        refs = {s: audio_io.load(files[s])[0] for s in sources}
-        for s, ref in refs.items():
-            if ref.shape != mixture.shape:
-                raise SeptoolError(f"{folder}: {s} has {ref.shape[1]} samples, the mixture {mixture.shape[1]}")
-        tracks.append(checked(EvalTrack(folder.name, mixture, refs, complete=False)))
+        lengths = {n: audio_io.probe(files[n]).frames_at_model_rate for n in ("mixture", *sources)}
+        for s in sources:
+            if lengths[s] != lengths["mixture"]:
+                raise SeptoolError(f"{folder}: {s} has {lengths[s]} samples, the mixture {lengths['mixture']}")
+        chosen = {n: files[n] for n in ("mixture", *sources)}
+        tracks.append(TrackRef(folder.name, partial(_read_pair, folder, chosen)))
     return tracks
+
+
+def _read_pair(folder: Path, files: dict[str, Path]) -> EvalTrack:
+    audio = {n: audio_io.load(p)[0] for n, p in files.items()}
+    mixture = audio.pop("mixture")
+    return checked(EvalTrack(folder.name, mixture, audio, complete=False))
 
 
 # --- running -----------------------------------------------------------------------------------------
@@ -189,25 +212,40 @@ def _score_one(args: tuple) -> TrackScores:
 
 
 def evaluate_tracks(
-    tracks: Sequence[EvalTrack],
+    tracks: Sequence[TrackRef],
     estimate: Callable[[EvalTrack], dict[str, np.ndarray]],
     jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> Results:
-    """Estimate every track (in this process) and score them (in ``jobs`` processes)."""
+    """Read, estimate (in this process) and score (in ``jobs`` processes) every track, in order.
+
+    Tracks are read one at a time, and at most ``jobs`` of them wait to be scored, so memory does
+    not grow with the number of tracks."""
     results = Results()
     if jobs <= 1:
-        for done, track in enumerate(tracks, 1):
+        for done, ref in enumerate(tracks, 1):
+            track = ref.read()
             results.tracks.append(score(track.references, estimate(track), track.name))
+            del track
             if progress:
                 progress(done, len(tracks))
         return results
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_score_one, (track, estimate(track))) for track in tracks]
-        for done, future in enumerate(futures, 1):
-            results.tracks.append(future.result())
+        waiting: deque = deque()
+
+        def collect() -> None:
+            results.tracks.append(waiting.popleft().result())
             if progress:
-                progress(done, len(tracks))
+                progress(len(results.tracks), len(tracks))
+
+        for ref in tracks:
+            track = ref.read()
+            waiting.append(pool.submit(_score_one, (track, estimate(track))))
+            del track
+            if len(waiting) >= jobs:
+                collect()
+        while waiting:
+            collect()
     return results
 
 

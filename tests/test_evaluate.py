@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 from conftest import MUSEVAL_REFERENCE
 
 import septool
@@ -89,7 +90,6 @@ def test_bad_evaluation_input_names_the_track(tmp_path):
         septool.evaluate(tmp_path / "o", data=tmp_path / "empty", oracle_mask="irm")
     folder = tmp_path / "pairs" / "song1"
     folder.mkdir(parents=True)
-    import soundfile as sf
 
     sf.write(folder / "mixture.wav", np.zeros((44100, 2)) + 0.1, 44100)
     sf.write(folder / "vocals.wav", np.zeros((22050, 2)) + 0.1, 44100)
@@ -106,7 +106,6 @@ def test_bad_evaluation_input_names_the_track(tmp_path):
 
 def short_excerpt(musdb_sample: Path, root: Path, seconds: float = 2.0) -> Path:
     """The sample's test track cut to ``seconds``, in MUSDB18-HQ layout (BSSEval time grows with length)."""
-    import soundfile as sf
 
     source = next((musdb_sample / "test").iterdir())
     folder = root / "test" / source.name
@@ -148,3 +147,33 @@ def test_evaluating_an_experiment_that_was_not_trained_names_the_folder(musdb_sa
     assert code != 0
     assert f"{tmp_path / 'none' / 'independent'}: no trained independent configuration" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_evaluation_reads_each_track_when_it_is_evaluated_and_lets_it_go(tmp_path, jobs):
+    """Memory must not grow with the number of tracks (a MUSDB subset is tens of GB decoded): a
+    track is read when its turn comes and released once scored; at most ``jobs`` wait for scores."""
+    import gc
+    import weakref
+
+    from septool.evaluation import evaluate_tracks, tracks_from_pairs
+
+    for k in range(5):
+        folder = tmp_path / "pairs" / f"song{k}"
+        folder.mkdir(parents=True)
+        vocals = np.random.default_rng(k).standard_normal((22050, 2)) * 0.1
+        sf.write(folder / "vocals.wav", vocals, 44100, subtype="FLOAT")
+        sf.write(folder / "mixture.wav", vocals * 1.5, 44100, subtype="FLOAT")
+    alive, peaks = [], []
+
+    def estimate(track):
+        gc.collect()
+        peaks.append(sum(ref() is not None for ref in alive))  # earlier tracks still held
+        alive.append(weakref.ref(track))
+        noise = np.random.default_rng(len(alive)).standard_normal(track.mixture.shape) * 1e-3
+        return {"vocals": (track.mixture / 1.5 + noise).astype(np.float32)}
+
+    results = evaluate_tracks(tracks_from_pairs(tmp_path / "pairs", ["vocals"]), estimate, jobs)
+    assert [t.name for t in results.tracks] == [f"song{k}" for k in range(5)]
+    assert max(peaks) <= (0 if jobs == 1 else jobs)
+    assert all(t.median("vocals", "SDR") > 30 for t in results.tracks)  # each scored against its own reference
