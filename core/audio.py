@@ -18,11 +18,13 @@ from scipy.signal import resample_poly
 
 from .errors import SeptoolError
 from .files import usual_mode, write_failure
+from .mp3frames import layer3_samples
 
 SAMPLE_RATE = 44100
 BLOCK = 1 << 16
 AUDIO_SUFFIXES = frozenset("." + ext.lower() for ext in sf.available_formats()) | {".oga", ".opus"}
 OUTPUT_SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
+MP3_SLACK = 4 * 1152  # samples of an MP3's frames beyond what libsndfile reports: its Xing frame, delay, padding
 OUTPUT_FORMATS = ("wav", "flac")
 
 
@@ -60,7 +62,31 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     missing = _missing_bytes(path)
     if missing:
         raise SeptoolError(f"{path}: truncated: its header announces {missing} more bytes of audio than the file holds")
-    return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames))
+    frames = _mp3_frames(path, info) if info.format == "MP3" else int(info.frames)
+    return AudioInfo(path, int(info.samplerate), int(info.channels), frames)
+
+
+def _mp3_frames(path: Path, info) -> int:
+    """An MP3's length, counted by decoding it: without a Xing tag, libsndfile's header figure is
+    an estimate from the first frame. Refused when libsndfile cannot decode all of its frames (a
+    variable-bit-rate file without a Xing tag, which it reads only in part)."""
+    decoded = 0
+    try:
+        with sf.SoundFile(str(path)) as handle:  # not sf.blocks, which pads up to the estimate
+            while block := len(handle.read(BLOCK, dtype="float32", always_2d=True)):
+                decoded += block
+    except sf.LibsndfileError as err:
+        raise SeptoolError(f"{path}: unreadable ({_reason(err)})") from None
+    held, rate = layer3_samples(path), info.samplerate
+    if held - decoded > MP3_SLACK:
+        raise SeptoolError(
+            f"{path}: an MP3 whose header misstates its length (variable bit rate without a Xing header): it "
+            f"holds {held / rate:.2f} s, soundfile reads {decoded / rate:.2f} s; convert it to WAV or FLAC first "
+            "(ffmpeg -i IN OUT.wav)"
+        )
+    if decoded <= 0:
+        raise SeptoolError(f"{path}: contains no audio (zero length)")
+    return decoded
 
 
 # container magic -> (byte order of chunk sizes, the chunk that holds the samples)

@@ -386,6 +386,49 @@ def test_a_truncated_wav_or_aiff_is_refused(suffix, tiny_model_dir, tmp_path, cl
     assert not (tmp_path / "out").exists()
 
 
+def _lame_mp3(tmp_path, name, *options):
+    """A 3.13 s song as an MP3 by ffmpeg's LAME encoder with ``options`` (skipped where it has none)."""
+    import shutil
+    import subprocess
+
+    import numpy as np
+    import soundfile as sf
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (make test installs it)")
+    wav, mp3 = tmp_path / f"{name}.wav", tmp_path / f"{name}.mp3"
+    t = np.arange(int(3.13 * 44100)) / 44100
+    noise = np.random.default_rng(0).standard_normal(t.size)
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t) * (t < 1) + 0.3 * noise * (t >= 1)  # the bit rate changes at 1 s
+    sf.write(wav, np.stack([tone, tone], axis=1).astype(np.float32), 44100)
+    run = subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", wav, "-c:a", "libmp3lame", *options, mp3],
+                         capture_output=True, text=True)  # fmt: skip
+    if run.returncode != 0:
+        pytest.skip(f"this ffmpeg cannot encode MP3 ({run.stderr.strip()[:80]})")
+    return mp3
+
+
+def test_a_vbr_mp3_without_a_xing_header_is_refused_not_cut_short(tiny_model_dir, tmp_path, cli):
+    """libsndfile sizes such a file from its first frame: here 0.98 s of 3.13 s, and it decodes no more."""
+    mp3 = _lame_mp3(tmp_path, "vbr", "-q:a", "4", "-write_xing", "0")
+    code, out, err = cli("separate", mp3, "--model", tiny_model_dir, "--sources", "vocals", "-o", tmp_path / "out")
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "vbr.mp3: an MP3 whose header misstates its length" in err and "holds 3.1" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("options", [("-b:a", "128k", "-write_xing", "0"), ("-q:a", "4")], ids=["cbr-no-xing", "vbr"])
+def test_mp3s_whose_length_reads_right_are_separated_whole(options, tiny_model_dir, tmp_path, cli):
+    import soundfile as sf
+
+    mp3 = _lame_mp3(tmp_path, "song", *options)
+    with sf.SoundFile(mp3) as handle:
+        decoded = len(handle.read())
+    code, out, err = cli("separate", mp3, "--model", tiny_model_dir, "--sources", "vocals", "-o", tmp_path / "out")
+    assert code == 0, err
+    assert sf.info(tmp_path / "out" / "song" / "vocals.wav").frames == decoded >= 3.1 * 44100
+
+
 def test_a_bug_is_one_line_with_exit_70_and_septool_debug_shows_the_traceback(cli, song, monkeypatch):
     def bug(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
