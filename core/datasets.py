@@ -143,7 +143,6 @@ class SourceDatabase:
     source: str
     target: str
     tracks: list[Track]
-    kind: str
     material: list[Track] = field(default_factory=list)  # stem folders: where the rest is drawn from
     patch_samples: int = PATCH_SAMPLES
 
@@ -432,8 +431,8 @@ def from_musdb(
         return dbs
     for source in sources:
         train, valid = split_tracks(tracks, valid_fraction, _source_rng(seed, source))
-        dbs.train[source] = SourceDatabase(source, source, train, "musdb")
-        dbs.valid[source] = SourceDatabase(source, source, valid, "musdb")
+        dbs.train[source] = SourceDatabase(source, source, train)
+        dbs.valid[source] = SourceDatabase(source, source, valid)
     return dbs
 
 
@@ -457,17 +456,15 @@ def from_folders(
         target = targets[source]
         if fmt == "musdb":
             tracks = read_musdb(root, "train", cache, problems, stems=(target,))
-            kind = "musdb"
         else:
             tracks = read_folder_tracks(root, fmt, target, cache, problems)
-            kind = fmt
         material = tracks if fmt == "stems" else []
         tracks = [t for t in tracks if target in t.stems]
         if not tracks:
             continue
         train, valid = split_tracks(tracks, valid_fraction, _source_rng(seed, source))
-        dbs.train[source] = SourceDatabase(source, target, train, kind, material)
-        dbs.valid[source] = SourceDatabase(source, target, valid, kind, material)
+        dbs.train[source] = SourceDatabase(source, target, train, material)
+        dbs.valid[source] = SourceDatabase(source, target, valid, material)
         dbs.origin[source] = f"{fmt}:{root}"
     if problems:
         raise DatabaseError(problems)

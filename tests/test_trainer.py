@@ -434,7 +434,7 @@ def test_remixing_mixes_a_target_with_the_rest_of_a_random_song(remix):
     from septool.datasets import SourceDatabase
 
     tracks, unit = _labelled_tracks()
-    db = SourceDatabase("low", "low", tracks, "pairs")
+    db = SourceDatabase("low", "low", tracks)
     still = Augmentation(gain_db=(0.0, 0.0), pan=0.0, filter_probability=0.0, remix=remix)
     rng = np.random.default_rng(0)
     plan = db.epoch_plan(rng, 400)
