@@ -1,7 +1,8 @@
 """The README's "Use" section runs as written, in order, each command feeding the next.
 
 Only the scale changes: minutes of rendered audio instead of hours, one epoch of a tiny model
-instead of an hour of the paper's. The commands, their paths and their order are the README's.
+instead of an hour of the paper's, one source scored instead of four. The commands, their paths
+and their order are the README's.
 `experiment paper` is left to tests/test_evaluate.py, which runs it on a 2 s excerpt: here it
 would score five models on a whole rendered song, minutes of BSSEval.
 """
@@ -42,6 +43,8 @@ def scaled(args: list[str]) -> list[str] | None:
         args += ["-j", "2"]  # the four databases of --independent render side by side
     if args[0] == "train":
         args += TINY_TRAINING
+    if args[0] == "evaluate":
+        args += ["--sources", "vocals"]  # BSSEval's time grows with the sources scored: one, on a 65 s song
     if args[0] == "add-decoder":
         args += ["--model", "my_model/", "--epochs", "1", "--batch-size", "2"]  # the tiny trained encoder
     return args
