@@ -19,6 +19,7 @@ from .datasets import MUSDB_STEMS, AudioCache, from_folders, from_musdb
 from .errors import SeptoolError
 from .evaluation import Results, evaluate_tracks, oracle, tracks_from_musdb, tracks_from_pairs, write_results
 from .files import DEFAULT_FILENAME, check_writable
+from .listening import PAGE as REPORT_PAGE
 from .listening import compare as compare_reports
 from .listening import writing_report
 from .network import SharedModel
@@ -550,8 +551,7 @@ def evaluate(
             return separator.separate(track.mixture)
 
     out_dir = Path(out_dir)
-    with contextlib.ExitStack() as stack:
-        writer = stack.enter_context(writing_report(out_dir / REPORT_FOLDER, "evaluation")) if report else None
+    with writing_report(out_dir / REPORT_FOLDER, "evaluation") if report else contextlib.nullcontext() as writer:
 
         def estimate(track):
             estimates = separated(track)
@@ -572,7 +572,7 @@ def evaluate(
             }  # fmt: skip
             writer.finish(title, model_fields, protocol, results, out_dir / "sdr.png")
     if report:
-        written.append(out_dir / REPORT_FOLDER / "index.html")
+        written.append(out_dir / REPORT_FOLDER / REPORT_PAGE)
     return results, written
 
 

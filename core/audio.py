@@ -205,8 +205,12 @@ def read_at_model_rate(info: AudioInfo, block: int = BLOCK) -> Iterator[np.ndarr
 
 def load(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Read a whole file as a (2, n) float32 array at ``SAMPLE_RATE``, checked like ``probe``."""
-    info = probe(path)
-    return np.concatenate(list(read_at_model_rate(info)), axis=1), SAMPLE_RATE
+    return read_all(probe(path)), SAMPLE_RATE
+
+
+def read_all(info: AudioInfo) -> np.ndarray:
+    """A probed file, whole, as a (2, n) float32 array at ``SAMPLE_RATE``."""
+    return np.concatenate(list(read_at_model_rate(info)), axis=1)
 
 
 def check_output_format(fmt: str, bits: str) -> str:

@@ -190,17 +190,17 @@ def tracks_from_pairs(root: Path, sources: Sequence[str]) -> list[TrackRef]:
         missing = [n for n in ("mixture", *sources) if n not in files]
         if missing:
             raise SeptoolError(f"{folder}: no {missing[0]} file to evaluate against")
-        lengths = {n: audio_io.probe(files[n]).frames_at_model_rate for n in ("mixture", *sources)}
+        infos = {n: audio_io.probe(files[n]) for n in ("mixture", *sources)}
+        lengths = {n: info.frames_at_model_rate for n, info in infos.items()}
         for s in sources:
             if lengths[s] != lengths["mixture"]:
                 raise SeptoolError(f"{folder}: {s} has {lengths[s]} samples, the mixture {lengths['mixture']}")
-        chosen = {n: files[n] for n in ("mixture", *sources)}
-        tracks.append(TrackRef(folder.name, partial(_read_pair, folder, chosen)))
+        tracks.append(TrackRef(folder.name, partial(_read_pair, folder, infos)))
     return tracks
 
 
-def _read_pair(folder: Path, files: dict[str, Path]) -> EvalTrack:
-    audio = {n: audio_io.load(p)[0] for n, p in files.items()}
+def _read_pair(folder: Path, infos: dict[str, audio_io.AudioInfo]) -> EvalTrack:
+    audio = {n: audio_io.read_all(info) for n, info in infos.items()}
     mixture = audio.pop("mixture")
     return checked(EvalTrack(folder.name, mixture, audio, complete=False))
 

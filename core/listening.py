@@ -244,7 +244,7 @@ class ReportWriter:
         box_plot: Path | None = None,
     ) -> None:  # fmt: skip
         """Write the per-window plots (with ``results``), the manifest and the page."""
-        from .listening_page import folder_size, render
+        from .listening_page import render
 
         summary = {}
         if results is not None:
@@ -273,6 +273,11 @@ def writing_report(folder: str | os.PathLike, kind: str) -> Iterator[ReportWrite
     nothing is left behind (no half-written report)."""
     with atomic_folder(folder, errors=(sf.LibsndfileError,)) as staging:
         yield ReportWriter(staging, kind)
+
+
+def folder_size(root: Path) -> int:
+    """The bytes of every file under ``root``: what a report's page states."""
+    return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())
 
 
 def _finite(value: float) -> float | None:
@@ -308,14 +313,13 @@ def read_manifest(folder: Path) -> dict:
     return manifest
 
 
-def compare(folders: Sequence[Path], out_dir: Path, names: Sequence[str] | None = None) -> Path:
-    """One page with the reports in ``folders`` side by side (one column per report), written to
-    ``out_dir`` with copies of their files. Every report must hold the same tracks with the same
-    excerpts (evaluations of the same tracks do)."""
+def compare(folders: Sequence[Path], out_dir: Path, names: Sequence[str]) -> Path:
+    """One page with the reports in ``folders`` side by side (one column per report, titled by
+    ``names``), written to ``out_dir`` with copies of their files. Every report must hold the same
+    tracks with the same excerpts (evaluations of the same tracks do)."""
     if len(folders) < 1:
         raise SeptoolError("give at least one report folder")
     manifests = [read_manifest(f) for f in folders]
-    names = list(names) if names else [Path(f).resolve().name or str(f) for f in folders]
     first = manifests[0]
     for folder, manifest in zip(folders[1:], manifests[1:], strict=True):
         theirs = {t["name"]: t["excerpt"] for t in manifest["tracks"]}
@@ -325,7 +329,7 @@ def compare(folders: Sequence[Path], out_dir: Path, names: Sequence[str] | None 
                 raise SeptoolError(
                     f"{folder}: track {track['name']!r} of {folders[0]} {problem}; compare reports of the same tracks"
                 )
-    from .listening_page import folder_size, render
+    from .listening_page import render
 
     with atomic_folder(out_dir) as staging:
         prefixed = []

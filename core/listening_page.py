@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from html import escape
-from pathlib import Path
 from urllib.parse import quote
 
 from .evaluation import METRICS
@@ -155,10 +154,6 @@ def _details(reports: Sequence[tuple[str, dict]]) -> str:
                 text = json.dumps(fields, indent=1, ensure_ascii=False)
                 parts.append(f"<p class='note'>{heading}</p><pre>{escape(text)}</pre>")
     return "".join(parts)
-
-
-def folder_size(root: Path) -> int:
-    return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())
 
 
 def render(reports: Sequence[tuple[str, dict]], size: int | None = None) -> str:
