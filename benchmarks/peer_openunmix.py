@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from septool.augment import Augmentation
 from septool.datasets import MUSDB_STEMS, AudioCache, SourceDatabase, crop, from_musdb
-from septool.evaluation import evaluate_tracks, tracks_from_musdb, write_results
+from septool.evaluation import evaluate_tracks, evaluation_tracks, write_results
 from septool.separator import resolve_precision
 
 RATE = 44100
@@ -205,7 +205,7 @@ def evaluate(
     folder: Path, musdb: Path, subset: str, out: Path, niter: int, device: str, jobs: int, window: int | None
 ) -> None:
     separator = load_separator(folder, niter, device, window)
-    tracks = tracks_from_musdb(musdb, subset, list(MUSDB_STEMS))
+    tracks = evaluation_tracks(musdb, list(MUSDB_STEMS), subset)
 
     def estimate(track):
         with torch.no_grad():

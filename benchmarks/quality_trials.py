@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 import septool
-from septool.evaluation import evaluate_tracks, tracks_from_musdb, write_results
+from septool.evaluation import evaluate_tracks, evaluation_tracks, write_results
 from septool.frontend import PATCH_SAMPLES
 from septool.postfilter import PostFilter
 from septool.separator import Covariances, Separator
@@ -85,7 +85,7 @@ def main() -> None:
     loaded = septool.load_model(args.model)
     if "residual" in args.variants and "other" not in loaded.sources:
         parser.error("the residual variant needs an 'other' source")
-    tracks = tracks_from_musdb(args.musdb, args.subset, loaded.sources)
+    tracks = evaluation_tracks(args.musdb, loaded.sources, args.subset)
     table = {}
     for variant in args.variants:
         if variant in POSTFILTERED:

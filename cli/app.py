@@ -287,6 +287,9 @@ def train(
     out_dir: Annotated[Path, typer.Option("-o", "--out", help="Model directory to write.")] = Path("model"),
     musdb: Annotated[Path | None, typer.Option(help="MUSDB18 or MUSDB18-HQ root (its train subset).")] = None,
     data: Annotated[list[str] | None, typer.Option(help="SOURCE=PATH, one database per source (repeat).")] = None,
+    data_format: Annotated[
+        str | None, typer.Option("--format", help="Read the databases in this format (default: detected).")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="septool.toml with [train] and [data] tables.")] = None,
     sources: Annotated[str | None, typer.Option(help="Sources to train (default: those of the data).")] = None,
     interleave: Annotated[
@@ -377,6 +380,7 @@ def train(
             resume=resume,
             progress=progress,
             init=init,
+            data_format=data_format,
         )
     out.print(
         f"{result.stopped} after {result.epochs} epochs ({result.seconds:.0f} s, {result.patches_seen} patches); "
@@ -393,7 +397,12 @@ def evaluate(
     model: Annotated[Path | None, typer.Option(help="Model directory (default: the shipped model).")] = None,
     musdb: Annotated[Path | None, typer.Option(help="MUSDB18 or MUSDB18-HQ root.")] = None,
     subset: Annotated[str, typer.Option(help="MUSDB18 subset.")] = "test",
-    data: Annotated[Path | None, typer.Option(help="Folder of <track>/{mixture,<source>}.wav.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="A database in any format: pair or stem folders, a CSV list...")
+    ] = None,
+    data_format: Annotated[
+        str | None, typer.Option("--format", help="Read --data in this format (default: detected).")
+    ] = None,
     sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: the model's).")] = None,
     oracle: Annotated[
         str | None, typer.Option(help="Score instead an ideal mask (irm, ibm) or the unseparated mixture.")
@@ -420,7 +429,7 @@ def evaluate(
         results, written = septool.evaluate(
             out_dir, model, musdb, subset, data, split_sources(sources), oracle, jobs, device,
             progress=scored, precision=precision,
-            postfilter=postfilter, wiener_iterations=wiener_iterations, report=report,
+            postfilter=postfilter, wiener_iterations=wiener_iterations, report=report, data_format=data_format,
         )  # fmt: skip
     summary = results.summary()
     table = Table(title=f"{'oracle ' + oracle if oracle else 'model'}: mean over {len(results.tracks)} tracks of "
@@ -594,17 +603,18 @@ def new_plugin(
 
 @app.command()
 def plugins() -> None:
-    """List plugins, their versions, sources and backbones, and any that failed to load."""
+    """List plugins, their versions, sources, backbones and dataset formats, and any that failed to load."""
     reg = registry()
     table = Table(title="septool plugins")
-    for column in ("plugin", "version", "sources", "weights", "backbones"):
+    for column in ("plugin", "version", "sources", "weights", "backbones", "formats"):
         table.add_column(column)
     for info in reg.plugins:
         weights = ", ".join(
             f"{s}: {'yes' if reg.sources[s].weights is not None and reg.sources[s].weights.is_file() else 'no'}"
             for s in info.sources
         )
-        table.add_row(info.name, info.version, ", ".join(info.sources), weights, ", ".join(info.backbones))
+        names = (", ".join(info.sources), weights, ", ".join(info.backbones), ", ".join(info.formats))
+        table.add_row(info.name, info.version, *names)
     out.print(table)
     if reg.backbones:
         sizes = Table(title="backbones")
@@ -614,6 +624,13 @@ def plugins() -> None:
             names = [spec.default_size] + [n for n in spec.sizes if n != spec.default_size]
             sizes.add_row(name, ", ".join(names), spec.description)
         out.print(sizes)
+    if reg.formats:
+        formats = Table(title="dataset formats")
+        for column in ("format", "subsets", "layout"):
+            formats.add_column(column)
+        for name, fmt in reg.formats.items():
+            formats.add_row(name, ", ".join(fmt.subsets) or "-", fmt.description)
+        out.print(formats)
     for failure in reg.failures:
         out.print(labelled("failed:", "red", f"{failure.name}: {failure.reason}"))
 

@@ -1,7 +1,8 @@
 """septool: music source separation with a shared encoder and independent decoders.
 
-The public API: plugins use ``hookimpl`` with ``SourceSpec`` and ``DatasetSpec`` (sources) or
-``BackboneSpec`` (network families);
+The public API: plugins use ``hookimpl`` with ``SourceSpec`` and ``DatasetSpec`` (sources),
+``BackboneSpec`` (network families) or ``DatasetFormat`` with ``TrackFiles`` and ``Recording``
+(database layouts);
 applications use ``separate``, ``load_model``, ``Separator`` (with an optional ``PostFilter``) and
 ``train``.
 """
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 from .backbones import BackboneSpec
 from .errors import SeptoolError, SlowPathWarning
 from .files import DEFAULT_FILENAME
+from .formats import AudioPath, DatasetFormat, Recording, TrackFiles
 from .hookspecs import hookimpl
 from .sources import DatasetSpec, SourceSpec
 
@@ -74,20 +76,24 @@ def __dir__() -> list[str]:
 __all__ = [
     "DEFAULT_FILENAME",
     "AddedDecoder",
+    "AudioPath",
     "BackboneSpec",
     "add_decoder",
     "new_plugin",
     "remove_decoder",
+    "DatasetFormat",
     "DatasetSpec",
     "LoadedModel",
     "ModelConfig",
     "PostFilter",
+    "Recording",
     "SeparatedTrack",
     "Separator",
     "SeptoolError",
     "SlowPathWarning",
     "SharedModel",
     "SourceSpec",
+    "TrackFiles",
     "TrainConfig",
     "TrainResult",
     "evaluate",

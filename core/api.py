@@ -17,7 +17,7 @@ from . import audio as audio_io
 from .backbones import canonical
 from .datasets import MUSDB_STEMS, AudioCache, from_folders, from_musdb
 from .errors import SeptoolError
-from .evaluation import Results, evaluate_tracks, oracle, tracks_from_musdb, tracks_from_pairs, write_results
+from .evaluation import Results, evaluate_tracks, evaluation_tracks, oracle, write_results
 from .files import DEFAULT_FILENAME, check_writable
 from .listening import PAGE as REPORT_PAGE
 from .listening import compare as compare_reports
@@ -440,8 +440,12 @@ def train(
     progress: Callable[[dict], None] | None = None,
     cache: str | os.PathLike | None = None,
     init: str | os.PathLike | None = None,
+    *,
+    data_format: str | None = None,
 ) -> TrainResult:
     """Train a model directory from MUSDB18 (``musdb``) or one database per source (``data``).
+
+    Databases are read in any registered dataset format, detected or named by ``data_format``.
 
     Every database is checked before training starts. With ``musdb``, the sources' independent
     databases are derived as in the paper (§4.2); the simultaneous procedure uses its tracks
@@ -465,12 +469,11 @@ def train(
         outside = [s for s in chosen if s not in MUSDB_STEMS]
         if outside:
             raise SeptoolError(f"MUSDB18 has no {outside[0]!r} stem; train it with --data {outside[0]}=PATH")
-        refused = [s for s, spec in specs.items() if "musdb" not in spec.dataset.formats]
-        if refused:
-            raise SeptoolError(f"source {refused[0]!r} does not train from MUSDB18 (its plugin says so)")
         dbs = from_musdb(
-            Path(musdb), chosen, config.procedure == "simultaneous", config.seed, valid_fraction, audio_cache
-        )
+            Path(musdb), chosen, config.procedure == "simultaneous", config.seed, valid_fraction, audio_cache,
+            formats=reg.formats, accepted={s: spec.dataset.formats for s, spec in specs.items()},
+            data_format=data_format,
+        )  # fmt: skip
     else:
         if config.procedure == "simultaneous":
             raise SeptoolError("the simultaneous procedure needs every target for every track: use --musdb")
@@ -481,6 +484,8 @@ def train(
             config.seed,
             valid_fraction,
             audio_cache,
+            formats=reg.formats,
+            data_format=data_format,
         )
     widths = {s: spec.decoder_widths for s, spec in specs.items() if spec.decoder_widths}
     base = None
@@ -514,8 +519,10 @@ def evaluate(
     wiener_iterations: int = 1,
     *,
     report: bool = False,
+    data_format: str | None = None,
 ) -> tuple[Results, list[Path]]:
-    """Separate and score every track of a MUSDB18 subset or a pair folder (paper §4.1).
+    """Separate and score every track of a MUSDB18 subset (``musdb``) or of a database in any
+    registered format (``data``; its format detected, or named by ``data_format``) (paper §4.1).
 
     With ``oracle_mask`` (``irm`` or ``ibm``) the references' ideal masks replace the model.
     ``postfilter`` and ``wiener_iterations`` are as in ``separate``.
@@ -525,7 +532,7 @@ def evaluate(
     scores per window), which ``report`` puts beside other models' reports.
     """
     if (musdb is None) == (data is None):
-        raise SeptoolError("give either a MUSDB18 folder (--musdb) or a folder of pairs (--data)")
+        raise SeptoolError("give either a MUSDB18 folder (--musdb) or a database in another format (--data)")
     if jobs < 1:
         raise SeptoolError(f"jobs must be at least 1, got {jobs}")
     check_writable(out_dir)
@@ -533,9 +540,8 @@ def evaluate(
         loaded, chosen, post = _prepare(model, sources or None, postfilter, wiener_iterations)
     else:
         loaded, chosen = None, list(sources) if sources else list(MUSDB_STEMS)
-    tracks = (
-        tracks_from_musdb(Path(musdb), subset, chosen) if musdb is not None else tracks_from_pairs(Path(data), chosen)
-    )
+    root = Path(musdb if musdb is not None else data)
+    tracks = evaluation_tracks(root, chosen, subset, formats=registry().formats, data_format=data_format)
     if loaded is None:
         label, title, model_fields = f"oracle {oracle_mask}", f"oracle {oracle_mask}", {"oracle": oracle_mask}
 
@@ -633,7 +639,6 @@ def add_decoder(
     those databases it is refused (it would degrade the other decoders) unless ``force``.
     """
     from .home import septool_home
-    from .sources import DATASET_FORMATS
     from .transfer import check_description, finetuned_folder, run_folder, write_local_plugin
 
     try:
@@ -669,10 +674,11 @@ def add_decoder(
     dbs = from_folders(
         {name: Path(data), **{s: Path(p) for s, p in other_data.items()}},
         {name: name, **{s: spec.target for s, spec in specs.items()}},
-        {name: DATASET_FORMATS, **{s: spec.dataset.formats for s, spec in specs.items()}},
+        {name: None, **{s: spec.dataset.formats for s, spec in specs.items()}},
         (config or TrainConfig()).seed,
         valid_fraction,
         AudioCache(),
+        formats=reg.formats,
     )
     backbone = reg.backbone(base.encoder.backbone)
     config = replace(

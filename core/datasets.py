@@ -1,4 +1,4 @@
-"""Training databases, one per source: read from MUSDB18, pair folders or stem folders.
+"""Training databases, one per source, read from any registered dataset format (``formats``).
 
 Every file is decoded once into an int16 cache (``SEPTOOL_CACHE``, default ``~/.cache/septool``)
 and memory-mapped, so random crops cost no decoding. Every file is checked before training:
@@ -10,23 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from . import audio as audio_io
 from .augment import Augmentation
 from .errors import SeptoolError
 from .files import atomic_path
+from .formats import DatasetFormat, Recording, TrackFiles, detect_format
 from .frontend import PATCH_SAMPLES
 
 CACHE_ENV = "SEPTOOL_CACHE"
 INT16 = 32767.0
-MUSDB_STEMS = ("vocals", "drums", "bass", "other")
+MUSDB_STEMS = ("vocals", "drums", "bass", "other")  # MUSDB18's stems, in its order
 
 
 class DatabaseError(SeptoolError):
@@ -53,19 +52,13 @@ class AudioCache:
     def _key(self, text: str) -> Path:
         return self.folder / f"{hashlib.sha1(text.encode()).hexdigest()[:24]}.npy"
 
-    def load(self, path: Path) -> np.ndarray:
-        stat = path.stat()
-        cached = self._key(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+    def load(self, recording: Recording) -> np.ndarray:
+        """The recording, decoded on first use and memory-mapped from the cache after."""
+        cached = self._key(recording.key())
         if not cached.exists():
-            audio, _ = audio_io.load(path)
-            self._save(cached, audio)
-        return np.load(cached, mmap_mode="r")
-
-    def store(self, key: str, audio: np.ndarray) -> np.ndarray:
-        cached = self._key(key)
-        if not cached.exists():
+            audio = recording.read()
             if not np.isfinite(audio).all():
-                raise SeptoolError(f"{key}: contains NaN or infinite samples")
+                raise SeptoolError(f"{recording.label}: contains NaN or infinite samples")
             self._save(cached, audio)
         return np.load(cached, mmap_mode="r")
 
@@ -248,122 +241,53 @@ class MultiDatabase:
         return mixture, {s: parts[s] for s in self.sources}
 
 
-# --- reading folders -----------------------------------------------------------------------------
-def _audio_files(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in audio_io.AUDIO_SUFFIXES}
-
-
-def detect_format(root: Path) -> str:
-    """``musdb`` (train/ or test/ of track folders or .stem.mp4), ``pairs`` or ``stems``."""
-    if not root.is_dir():
-        raise SeptoolError(f"{root}: no such database folder")
-    for subset in ("train", "test"):
-        folder = root / subset
-        if folder.is_dir() and (
-            any(folder.glob("*.stem.mp4")) or any((d / "mixture.wav").exists() for d in folder.iterdir() if d.is_dir())
-        ):
-            return "musdb"
-    tracks = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
-    if not tracks:
-        raise SeptoolError(f"{root}: empty database (no track folders)")
-    return "pairs" if any("mixture" in _audio_files(d) for d in tracks) else "stems"
-
-
-def _load(cache: AudioCache, path: Path, problems: list[str]) -> np.ndarray | None:
+# --- reading databases -----------------------------------------------------------------------------
+def _load(cache: AudioCache, recording: Recording, problems: list[str]) -> np.ndarray | None:
     try:
-        audio = cache.load(path)
+        audio = cache.load(recording)
     except SeptoolError as err:
         problems.append(str(err))
         return None
     if not np.any(audio):
-        problems.append(f"{path}: silent (every sample is zero)")
+        problems.append(f"{recording.label}: silent (every sample is zero)")
         return None
     return audio
 
 
-def _check_lengths(name: str, files: dict[str, Path], arrays: dict[str, np.ndarray], problems: list[str]) -> bool:
+def load_track(files: TrackFiles, stems: Sequence[str], cache: AudioCache, problems: list[str]) -> Track | None:
+    """Decode (once, into the cache) a listed song's mixture, if it has one, and the named stems;
+    ``None``, with its problems appended, if any of them is unreadable, silent or of another length."""
+    recordings = {n: files.stems[n] for n in stems}
+    if files.mixture is not None:
+        recordings = {"mixture": files.mixture, **recordings}
+    arrays = {n: _load(cache, r, problems) for n, r in recordings.items()}
+    if any(a is None for a in arrays.values()):
+        return None
     lengths = {n: a.shape[1] for n, a in arrays.items()}
     if len(set(lengths.values())) > 1:
-        detail = ", ".join(f"{files[n].name} {length}" for n, length in lengths.items())
-        problems.append(f"{files[next(iter(files))].parent}: length mismatch between files ({detail} samples)")
-        return False
-    return True
+        detail = ", ".join(f"{Path(recordings[n].label).name} {length}" for n, length in lengths.items())
+        problems.append(f"{files.where}: length mismatch between files ({detail} samples)")
+        return None
+    mixture = arrays.pop("mixture", None)
+    return Track(files.name, arrays, mixture)
 
 
-def read_folder_tracks(root: Path, fmt: str, target: str, cache: AudioCache, problems: list[str]) -> list[Track]:
-    """Track folders of a pair or stem database."""
-    tracks = []
-    folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not folders:
-        problems.append(f"{root}: empty database (no track folders)")
-    for folder in folders:
-        files = _audio_files(folder)
-        if fmt == "pairs":
-            missing = [n for n in ("mixture", target) if n not in files]
-            if missing:
-                problems.append(f"{folder}: no {' or '.join(missing)} audio file")
-                continue
-            files = {"mixture": files["mixture"], target: files[target]}
-        else:
-            files.pop("mixture", None)
-            if not files:
-                problems.append(f"{folder}: no audio files")
-                continue
-        arrays = {n: _load(cache, p, problems) for n, p in files.items()}
-        if any(a is None for a in arrays.values()) or not _check_lengths(folder.name, files, arrays, problems):
-            continue
-        mixture = arrays.pop("mixture", None)
-        tracks.append(Track(folder.name, arrays, mixture))
-    if fmt == "stems" and tracks and not any(target in t.stems for t in tracks):
-        problems.append(f"{root}: no track has a {target} stem")
-    return tracks
+def list_database(
+    root: Path, formats: Mapping[str, DatasetFormat], problems: list[str], subset: str = "train",
+    accepted: tuple[str, ...] | None = None, data_format: str | None = None,
+) -> tuple[DatasetFormat | None, list[TrackFiles]]:  # fmt: skip
+    """The format of the database at ``root`` (detected, or ``data_format``) and its songs, undecoded.
 
-
-def read_musdb(root: Path, subset: str, cache: AudioCache, problems: list[str], stems=MUSDB_STEMS) -> list[Track]:
-    """MUSDB18 (.stem.mp4, decoded by musdb through ffmpeg) or MUSDB18-HQ (wav) tracks of a subset.
-
-    MUSDB18-HQ folders are listed directly: reading WAV needs neither musdb nor ffmpeg."""
-    is_wav = not any((root / subset).glob("*.stem.mp4"))
-    if is_wav:
-        folders = sorted(p for p in (root / subset).glob("*") if p.is_dir()) if (root / subset).is_dir() else []
-        db = [SimpleNamespace(name=p.name, path=str(p)) for p in folders]
-    else:
-        import musdb
-
-        try:
-            db = musdb.DB(root=str(root), subsets=subset, is_wav=False)
-        except Exception as err:  # musdb raises bare exceptions for bad roots
-            problems.append(f"{root}: not a MUSDB18 folder ({err})")
-            return []
-    if len(db) == 0:
-        problems.append(f"{root / subset}: no MUSDB18 tracks")
-    tracks = []
-    for track in db:
-        if is_wav:
-            folder = Path(track.path)
-            files = {"mixture": folder / "mixture.wav", **{s: folder / f"{s}.wav" for s in stems}}
-            missing = [p.name for p in files.values() if not p.exists()]
-            if missing:
-                problems.append(f"{folder}: missing {', '.join(missing)}")
-                continue
-            arrays = {n: _load(cache, p, problems) for n, p in files.items()}
-        else:
-            files = {n: Path(f"{track.path}[{n}]") for n in ("mixture", *stems)}
-            try:
-                decoded = {"mixture": track.audio, **{s: track.targets[s].audio for s in stems}}
-                arrays = {n: cache.store(f"{track.path}:{n}", a.T.astype(np.float32)) for n, a in decoded.items()}
-            except Exception as err:  # stempeg and ffmpeg raise many kinds
-                problems.append(f"{track.path}: cannot decode ({err})")
-                continue
-            for name, array in list(arrays.items()):
-                if not np.any(array):
-                    problems.append(f"{files[name]}: silent (every sample is zero)")
-                    arrays[name] = None
-        if any(a is None for a in arrays.values()) or not _check_lengths(track.name, files, arrays, problems):
-            continue
-        mixture = arrays.pop("mixture")
-        tracks.append(Track(track.name, arrays, mixture))
-    return tracks
+    ``accepted``: the formats a source trains from (``DatasetSpec.formats``; ``None``: any)."""
+    try:
+        fmt = detect_format(root, formats, data_format)
+    except SeptoolError as err:
+        problems.append(str(err))
+        return None, []
+    if accepted is not None and fmt.name not in accepted:
+        problems.append(f"{root}: a {fmt.name} database, but this source reads {', '.join(accepted)}")
+        return fmt, []
+    return fmt, fmt.list_tracks(Path(root), subset, problems)
 
 
 # --- splits -----------------------------------------------------------------------------------------
@@ -415,16 +339,42 @@ def _source_rng(seed: int, source: str) -> np.random.Generator:
     return np.random.default_rng([seed, int(hashlib.sha1(source.encode()).hexdigest()[:8], 16)])
 
 
+def _formats(formats: Mapping[str, DatasetFormat] | None) -> Mapping[str, DatasetFormat]:
+    if formats is not None:
+        return formats
+    from .plugin_manager import registry
+
+    return registry().formats
+
+
 def from_musdb(
-    root: Path, sources: Sequence[str], simultaneous: bool, seed: int, valid_fraction: float, cache: AudioCache
-) -> Databases:
-    """The paper's two set-ups (§4.2) from MUSDB18's training set: one simultaneous database, or
-    one database per source with its own random train/validation split and shuffled order."""
+    root: Path, sources: Sequence[str], simultaneous: bool, seed: int, valid_fraction: float, cache: AudioCache,
+    *, formats: Mapping[str, DatasetFormat] | None = None, accepted: dict[str, tuple[str, ...] | None] | None = None,
+    data_format: str | None = None,
+) -> Databases:  # fmt: skip
+    """The paper's two set-ups (§4.2) from one multitrack database (MUSDB18's training set, or any
+    format whose songs hold every source with a mixture): one simultaneous database, or one
+    database per source with its own random train/validation split and shuffled order.
+
+    ``formats``: the registered dataset formats (default: the registry's); ``accepted``: per
+    source, the formats its plugin trains from."""
     problems: list[str] = []
-    tracks = read_musdb(Path(root), "train", cache, problems)
+    fmt, listed = list_database(Path(root), _formats(formats), problems, "train", data_format=data_format)
+    refused = [s for s, names in (accepted or {}).items() if fmt and names is not None and fmt.name not in names]
+    if fmt and refused:
+        problems.append(f"{root}: a {fmt.name} database, which source {refused[0]!r} does not train from")
+    tracks = []
+    for files in listed if not problems else []:
+        missing = [s for s in sources if s not in files.stems]
+        if files.mixture is None or missing:
+            problems.append(f"{files.where}: no {'mixture' if files.mixture is None else missing[0]} to train from")
+            continue
+        track = load_track(files, sources, cache, problems)
+        if track is not None:
+            tracks.append(track)
     if problems:
         raise DatabaseError(problems)
-    dbs = Databases(origin={s: f"musdb:{root}" for s in sources})
+    dbs = Databases(origin={s: f"{fmt.name}:{root}" for s in sources})
     if simultaneous:
         train, valid = split_tracks(tracks, valid_fraction, np.random.default_rng([seed, 0]))
         dbs.simultaneous = (MultiDatabase(list(sources), train), MultiDatabase(list(sources), valid))
@@ -437,35 +387,39 @@ def from_musdb(
 
 
 def from_folders(
-    data: dict[str, Path], targets: dict[str, str], formats: dict[str, tuple[str, ...]], seed: int,
-    valid_fraction: float, cache: AudioCache,
+    data: dict[str, Path], targets: dict[str, str], accepted: dict[str, tuple[str, ...] | None], seed: int,
+    valid_fraction: float, cache: AudioCache, *, formats: Mapping[str, DatasetFormat] | None = None,
+    data_format: str | None = None,
 ) -> Databases:  # fmt: skip
-    """One database per source from ``data`` (source -> folder in any accepted format)."""
+    """One database per source from ``data`` (source -> database in any format it accepts).
+
+    A song without the source's target is refused, except in a database without mixtures (stem
+    folders), where every song's stems are the material that mixtures are built from."""
     problems: list[str] = []
     dbs = Databases()
+    formats = _formats(formats)
     for source, root in data.items():
         root = Path(root)
-        try:
-            fmt = detect_format(root)
-        except SeptoolError as err:
-            problems.append(str(err))
-            continue
-        if fmt not in formats[source]:
-            problems.append(f"{root}: a {fmt} database, but source {source!r} reads {', '.join(formats[source])}")
-            continue
+        fmt, listed = list_database(root, formats, problems, "train", accepted[source], data_format)
         target = targets[source]
-        if fmt == "musdb":
-            tracks = read_musdb(root, "train", cache, problems, stems=(target,))
-        else:
-            tracks = read_folder_tracks(root, fmt, target, cache, problems)
-        material = tracks if fmt == "stems" else []
-        tracks = [t for t in tracks if target in t.stems]
+        tracks, material = [], []
+        for files in listed:
+            if files.mixture is not None and target not in files.stems:
+                problems.append(f"{files.where}: no {target} audio file")
+                continue
+            track = load_track(files, [target] if files.mixture is not None else list(files.stems), cache, problems)
+            if track is not None:
+                (material if track.mixture is None else tracks).append(track)
+        if material:
+            tracks = [t for t in material if target in t.stems]
+            if not tracks:
+                problems.append(f"{root}: no track has a {target} stem")
         if not tracks:
             continue
         train, valid = split_tracks(tracks, valid_fraction, _source_rng(seed, source))
         dbs.train[source] = SourceDatabase(source, target, train, material)
         dbs.valid[source] = SourceDatabase(source, target, valid, material)
-        dbs.origin[source] = f"{fmt}:{root}"
+        dbs.origin[source] = f"{fmt.name}:{root}"
     if problems:
         raise DatabaseError(problems)
     return dbs

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import audio as audio_io
-from .datasets import MUSDB_STEMS
+from .datasets import DatabaseError, list_database
 from .errors import SeptoolError
 from .files import atomic_path, write_text
+from .formats import DatasetFormat, TrackFiles
+from .plugin_manager import registry
 from .spectral import Spectrogram
 
 METRICS = ("SDR", "SIR", "SAR", "ISR")
@@ -148,61 +149,47 @@ class TrackRef:
     read: Callable[[], EvalTrack]
 
 
-def tracks_from_musdb(root: Path, subset: str, sources: Sequence[str]) -> list[TrackRef]:
-    """The tracks of a MUSDB18 (stem.mp4) or MUSDB18-HQ (WAV) subset, each read only when
-    evaluated; a missing target is refused now, before anything is separated."""
-    import musdb
+def evaluation_tracks(
+    root: Path, sources: Sequence[str], subset: str = "test", *,
+    formats: Mapping[str, DatasetFormat] | None = None, data_format: str | None = None,
+) -> list[TrackRef]:  # fmt: skip
+    """The songs of a database in any registered format (MUSDB18's ``subset``), each read only
+    when evaluated. What can be checked without decoding is refused now, before anything is
+    separated: a database that fails to list, a song without a source, lengths that differ.
 
-    root = Path(root)
-    if not (root / subset).is_dir():
-        raise SeptoolError(f"{root}: no {subset}/ folder (not a MUSDB18 root)")
-    is_wav = not any((root / subset).glob("*.stem.mp4"))
-    db = musdb.DB(root=str(root), subsets=subset, is_wav=is_wav)
-    if len(db) == 0:
-        raise SeptoolError(f"{root / subset}: no tracks to evaluate")
-    complete = set(sources) >= set(MUSDB_STEMS)
+    A song without a mixture (stem folders) is scored against the sum of its stems."""
+    problems: list[str] = []
+    fmt, listed = list_database(Path(root), formats or registry().formats, problems, subset, data_format=data_format)
+    if problems:
+        raise DatabaseError(problems)
+    if not listed:
+        raise SeptoolError(f"{root}: no tracks to evaluate")
     tracks = []
-    for track in db:
-        missing = [s for s in sources if s not in track.targets]
+    for files in listed:
+        missing = [s for s in sources if s not in files.stems]
         if missing:
-            raise SeptoolError(f"{track.name}: MUSDB18 has no {missing[0]} target")
-        tracks.append(TrackRef(track.name, partial(_read_musdb, track, tuple(sources), complete)))
-    return tracks
-
-
-def _read_musdb(track, sources: tuple[str, ...], complete: bool) -> EvalTrack:
-    refs = {s: track.targets[s].audio.T.astype(np.float32) for s in sources}  # musdb decodes on each access
-    return checked(EvalTrack(track.name, track.audio.T.astype(np.float32), refs, complete))
-
-
-def tracks_from_pairs(root: Path, sources: Sequence[str]) -> list[TrackRef]:
-    """``root/<track>/mixture.wav`` with ``<source>.wav`` for every source evaluated, each track
-    read only when evaluated; missing files and lengths that differ are refused now."""
-    root = Path(root)
-    if not root.is_dir():
-        raise SeptoolError(f"{root}: no such folder")
-    folders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not folders:
-        raise SeptoolError(f"{root}: no track folders to evaluate")
-    tracks = []
-    for folder in folders:
-        files = {p.stem: p for p in folder.iterdir() if p.suffix.lower() in audio_io.AUDIO_SUFFIXES}
-        missing = [n for n in ("mixture", *sources) if n not in files]
-        if missing:
-            raise SeptoolError(f"{folder}: no {missing[0]} file to evaluate against")
-        infos = {n: audio_io.probe(files[n]) for n in ("mixture", *sources)}
-        lengths = {n: info.frames_at_model_rate for n, info in infos.items()}
+            raise SeptoolError(f"{files.where}: no {missing[0]} file to evaluate against")
+        mixture = files.mixture.length() if files.mixture is not None else None
         for s in sources:
-            if lengths[s] != lengths["mixture"]:
-                raise SeptoolError(f"{folder}: {s} has {lengths[s]} samples, the mixture {lengths['mixture']}")
-        tracks.append(TrackRef(folder.name, partial(_read_pair, folder, infos)))
+            length = files.stems[s].length()
+            if None not in (mixture, length) and length != mixture:
+                raise SeptoolError(f"{files.where}: {s} has {length} samples, the mixture {mixture}")
+        complete = files.complete and set(sources) >= set(files.stems)
+        tracks.append(TrackRef(files.name, partial(_read_track, files, tuple(sources), complete)))
     return tracks
 
 
-def _read_pair(folder: Path, infos: dict[str, audio_io.AudioInfo]) -> EvalTrack:
-    audio = {n: audio_io.read_all(info) for n, info in infos.items()}
-    mixture = audio.pop("mixture")
-    return checked(EvalTrack(folder.name, mixture, audio, complete=False))
+def _read_track(files: TrackFiles, sources: tuple[str, ...], complete: bool) -> EvalTrack:
+    references = {s: files.stems[s].read() for s in sources}
+    if files.mixture is not None:
+        mixture = files.mixture.read()
+    else:
+        mixture = sum(references[s] if s in references else files.stems[s].read() for s in files.stems)
+    lengths = {n: a.shape[1] for n, a in {"mixture": mixture, **references}.items()}
+    for s in sources:
+        if lengths[s] != lengths["mixture"]:
+            raise SeptoolError(f"{files.where}: {s} has {lengths[s]} samples, the mixture {lengths['mixture']}")
+    return checked(EvalTrack(files.name, np.ascontiguousarray(mixture, dtype=np.float32), references, complete))
 
 
 # --- running -----------------------------------------------------------------------------------------

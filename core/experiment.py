@@ -22,7 +22,7 @@ import torch
 
 from .datasets import MUSDB_STEMS
 from .errors import SeptoolError
-from .evaluation import evaluate_tracks, tracks_from_musdb, write_results
+from .evaluation import evaluate_tracks, evaluation_tracks, write_results
 from .network import count_parameters
 from .plugin_manager import registry
 from .separator import Separator
@@ -126,7 +126,7 @@ def evaluate_configurations(
     scoring processes; separation time is measured in this process alone)."""
     from .api import load_model
 
-    tracks = tracks_from_musdb(Path(eval_musdb), subset, MUSDB_STEMS)
+    tracks = evaluation_tracks(Path(eval_musdb), MUSDB_STEMS, subset)
     rows = []
     for name, procedure, size in CONFIGURATIONS:
         folder = out_dir / name

@@ -14,3 +14,8 @@ def register_sources(register):
 @hookspec
 def register_backbones(register):
     """Register network families: call ``register(BackboneSpec(...))`` once per backbone."""
+
+
+@hookspec
+def register_dataset_formats(register):
+    """Register database layouts: call ``register(DatasetFormat(...))`` once per format."""

@@ -1,8 +1,9 @@
-"""The plugin manager: loads source and backbone plugins from the ``septool`` entry-point group.
+"""The plugin manager: loads source, backbone and dataset-format plugins from the ``septool``
+entry-point group.
 
-Built-in sources and backbones arrive the same way as third-party ones. A plugin that fails to
-import, raises while registering, or registers a source or backbone name that another plugin
-already took is recorded as a failure and skipped; the others load normally.
+Built-in sources, backbones and formats arrive the same way as third-party ones. A plugin that
+fails to import, raises while registering, or registers a name that another plugin already took
+is recorded as a failure and skipped; the others load normally.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pluggy
 from . import hookspecs
 from .backbones import BackboneSpec
 from .errors import SeptoolError
+from .formats import DatasetFormat
 from .home import activate_local_site
 from .sources import SourceSpec
 
@@ -42,6 +44,7 @@ class PluginInfo:
     version: str
     sources: list[str] = field(default_factory=list)
     backbones: list[str] = field(default_factory=list)
+    formats: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -52,7 +55,7 @@ class PluginFailure:
 
 @dataclass
 class Registry:
-    """The sources and backbones that loaded plugins registered, and what failed."""
+    """The sources, backbones and dataset formats that loaded plugins registered, and what failed."""
 
     sources: dict[str, SourceSpec] = field(default_factory=dict)
     providers: dict[str, str] = field(default_factory=dict)
@@ -60,6 +63,8 @@ class Registry:
     failures: list[PluginFailure] = field(default_factory=list)
     backbones: dict[str, BackboneSpec] = field(default_factory=dict)
     backbone_providers: dict[str, str] = field(default_factory=dict)
+    formats: dict[str, DatasetFormat] = field(default_factory=dict)
+    format_providers: dict[str, str] = field(default_factory=dict)
 
     def get(self, name: str) -> SourceSpec:
         if name not in self.sources:
@@ -180,6 +185,7 @@ def _collect(impl: pluggy.HookImpl, kind: type) -> list:
 _HOOKS = (
     ("register_sources", SourceSpec, "source", "sources", "providers"),
     ("register_backbones", BackboneSpec, "backbone", "backbones", "backbone_providers"),
+    ("register_dataset_formats", DatasetFormat, "dataset format", "formats", "format_providers"),
 )
 
 
@@ -188,7 +194,7 @@ class _Skipped(Exception):
 
 
 def registry() -> Registry:
-    """Ask every loaded plugin for its sources and backbones; skip, and report, plugins that misbehave.
+    """Ask every loaded plugin for its sources, backbones and formats; skip, and report, plugins that misbehave.
 
     A plugin counts whole or not at all: if one of its hooks raises or clashes, nothing it
     registered through any hook is kept."""

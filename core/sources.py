@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-DATASET_FORMATS = ("musdb", "pairs", "stems")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -16,18 +15,18 @@ class DatasetSpec:
     """Which databases a source can train from and how to find its target in them.
 
     Args:
-        formats: the database readers this source accepts, among ``DATASET_FORMATS``.
-        target: the file stem of the target in a track folder (``<track>/<target>.wav``) and
-            the musdb target name; defaults to the source name.
+        formats: the names of the dataset formats (``DatasetFormat``) this source trains from;
+            ``None``, the default, accepts every registered format.
+        target: the name of the target's stem in a track (``<track>/<target>.wav`` in a track
+            folder, the musdb target name, a CSV list's ``<target>_path`` column); defaults to
+            the source name.
     """
 
-    formats: tuple[str, ...] = DATASET_FORMATS
+    formats: tuple[str, ...] | None = None
     target: str | None = None
 
-    def __post_init__(self) -> None:
-        unknown = [f for f in self.formats if f not in DATASET_FORMATS]
-        if unknown:
-            raise ValueError(f"unknown dataset format(s) {unknown}; known: {list(DATASET_FORMATS)}")
+    def accepts(self, fmt: str) -> bool:
+        return self.formats is None or fmt in self.formats
 
 
 @dataclass(frozen=True)

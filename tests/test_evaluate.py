@@ -9,7 +9,7 @@ from conftest import MUSEVAL_REFERENCE
 
 import septool
 from septool import SeptoolError
-from septool.evaluation import EvalTrack, Results, oracle, score, tracks_from_musdb
+from septool.evaluation import EvalTrack, Results, evaluation_tracks, oracle, score
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="musdb decodes .stem.mp4 through ffmpeg")
@@ -101,7 +101,9 @@ def test_bad_evaluation_input_names_the_track(tmp_path):
     with pytest.raises(SeptoolError, match="song: a estimate has shape"):
         score(refs, {"a": np.zeros((2, 100)), "b": np.zeros((2, 44100))}, "song")
     with pytest.raises(SeptoolError, match="no test/ folder"):
-        tracks_from_musdb(tmp_path, "test", ["vocals"])
+        evaluation_tracks(tmp_path, ["vocals"], "test", data_format="musdb-hq")
+    with pytest.raises(SeptoolError, match="not a database in a known format"):
+        evaluation_tracks(tmp_path, ["vocals"], "test")
 
 
 def short_excerpt(musdb_sample: Path, root: Path, seconds: float = 2.0) -> Path:
@@ -156,7 +158,7 @@ def test_evaluation_reads_each_track_when_it_is_evaluated_and_lets_it_go(tmp_pat
     import gc
     import weakref
 
-    from septool.evaluation import evaluate_tracks, tracks_from_pairs
+    from septool.evaluation import evaluate_tracks
 
     for k in range(5):
         folder = tmp_path / "pairs" / f"song{k}"
@@ -173,7 +175,7 @@ def test_evaluation_reads_each_track_when_it_is_evaluated_and_lets_it_go(tmp_pat
         noise = np.random.default_rng(len(alive)).standard_normal(track.mixture.shape) * 1e-3
         return {"vocals": (track.mixture / 1.5 + noise).astype(np.float32)}
 
-    results = evaluate_tracks(tracks_from_pairs(tmp_path / "pairs", ["vocals"]), estimate, jobs)
+    results = evaluate_tracks(evaluation_tracks(tmp_path / "pairs", ["vocals"]), estimate, jobs)
     assert [t.name for t in results.tracks] == [f"song{k}" for k in range(5)]
     assert max(peaks) <= (0 if jobs == 1 else jobs)
     assert all(t.median("vocals", "SDR") > 30 for t in results.tracks)  # each scored against its own reference

@@ -343,15 +343,19 @@ def test_two_processes_with_gloo_train_in_step(musdb_sample, tmp_path):
 
 def test_musdb18_hq_folders_are_read_without_musdb_or_ffmpeg(musdb_sample, tmp_path, monkeypatch):
     """A GPU machine may lack ffmpeg (which musdb's stempeg wants on import): WAV folders need neither."""
-    from septool.datasets import MUSDB_STEMS, read_musdb
+    from septool.datasets import MUSDB_STEMS, from_musdb
 
     monkeypatch.setitem(sys.modules, "musdb", None)  # any `import musdb` now fails
-    problems = []
-    tracks = read_musdb(Path(musdb_sample), "train", AudioCache(tmp_path / "cache"), problems)
-    assert problems == [] and [t.name for t in tracks] == ["Music Delta - 80s Rock"]
-    assert set(tracks[0].stems) == set(MUSDB_STEMS) and tracks[0].mixture.shape == tracks[0].stems["bass"].shape
-    read_musdb(tmp_path / "nothing", "train", AudioCache(tmp_path / "cache"), problems)
-    assert problems == [f"{tmp_path / 'nothing' / 'train'}: no MUSDB18 tracks"]
+    dbs = from_musdb(Path(musdb_sample), MUSDB_STEMS, True, 0, 0.15, AudioCache(tmp_path / "cache"))
+    assert dbs.origin["bass"] == f"musdb-hq:{musdb_sample}"
+    (track,) = dbs.simultaneous[0].tracks
+    assert track.name == "Music Delta - 80s Rock"
+    assert set(track.stems) == set(MUSDB_STEMS) and track.mixture.shape == track.stems["bass"].shape
+    (tmp_path / "nothing" / "train").mkdir(parents=True)
+    (tmp_path / "nothing" / "test" / "song").mkdir(parents=True)
+    (tmp_path / "nothing" / "test" / "song" / "mixture.wav").write_bytes(b"")
+    with pytest.raises(SeptoolError, match=f"^{tmp_path / 'nothing' / 'train'}: no MUSDB18 tracks$"):
+        from_musdb(tmp_path / "nothing", MUSDB_STEMS, True, 0, 0.15, AudioCache(tmp_path / "cache"))
 
 
 def test_config_file_sets_training_options_and_databases(cli, tmp_path):
