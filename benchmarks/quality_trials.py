@@ -24,52 +24,63 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import septool
 from septool.evaluation import evaluate_tracks, evaluation_tracks, write_results
-from septool.frontend import PATCH_SAMPLES
-from septool.postfilter import PostFilter
-from septool.separator import Covariances, Separator
-from septool.spectral import model_magnitude, unit_phase, with_mixture_phase
+from septool.postfilter import PostFilter, PostFilterSpec
+from septool.separator import Separator
 
 VARIANTS = ("plain", "softmask", "powermask", "clip", "sumcap", "wiener", "swap", "residual")
-POSTFILTERED = ("softmask", "wiener")
 
 
-class TrialSeparator(Separator):
-    """The separator with one of the trial-only variants (the post-filters are the separator's own)."""
+def _with_mixture_phase(magnitudes: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
+    return magnitudes * (mixture / mixture.abs().clamp_min(1e-12))
 
-    def __init__(self, *args, variant: str = "plain", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.variant = variant
 
-    @torch.inference_mode()
-    def _run(self, patches: np.ndarray, covariances: Covariances | None = None) -> dict[str, np.ndarray]:
-        """One batch of patches, as the plain separator's (no post-filter, so no ``covariances``)."""
-        spec, estimates = self._estimate(patches, self.sources)
-        estimates = {s: e.float() for s, e in estimates.items()}
-        magnitude = model_magnitude(spec)
-        if self.variant == "swap":
-            _, swapped = self._estimate(np.ascontiguousarray(patches[:, ::-1]), self.sources)
-            estimates = {s: (e + swapped[s].float().flip(1)) / 2 for s, e in estimates.items()}
-        if self.variant == "powermask":
-            total = sum(e.square() for e in estimates.values()) + 1e-12
-            estimates = {s: magnitude * e.square() / total for s, e in estimates.items()}
-        if self.variant == "sumcap":
-            scale = torch.clamp(magnitude / (sum(estimates.values()) + 1e-8), max=1)
-            estimates = {s: e * scale for s, e in estimates.items()}
-        if self.variant == "residual":
-            rest = sum(e for s, e in estimates.items() if s != "other")
-            estimates["other"] = torch.clamp(magnitude - rest, min=0)
-        if self.variant == "clip":
-            estimates = {s: torch.minimum(e, magnitude) for s, e in estimates.items()}
-        phase = unit_phase(spec)
-        return {
-            s: self.spectrogram.inverse(with_mixture_phase(e, spec, phase), PATCH_SAMPLES).cpu().numpy()
-            for s, e in estimates.items()
-        }
+def trial_filters(sources: list[str]) -> dict[str, PostFilterSpec]:
+    """The trial-only variants as post-filters over the stem set ``sources`` (magnitudes S, B, C, F, T)."""
+    other = sources.index("other") if "other" in sources else None
+
+    def powermask(est, mixture, statistics, iterations):
+        return mixture * est.square() / (est.square().sum(0) + 1e-12)
+
+    def clip(est, mixture, statistics, iterations):
+        return _with_mixture_phase(torch.minimum(est, mixture.abs()), mixture)
+
+    def sumcap(est, mixture, statistics, iterations):
+        return _with_mixture_phase(est * torch.clamp(mixture.abs() / (est.sum(0) + 1e-8), max=1), mixture)
+
+    def residual(est, mixture, statistics, iterations):
+        rest = est.sum(0) - est[other]
+        est = torch.cat([est[:other], torch.clamp(mixture.abs() - rest, min=0)[None], est[other + 1 :]])
+        return _with_mixture_phase(est, mixture)
+
+    made = {"powermask": powermask, "clip": clip, "sumcap": sumcap, "residual": residual}
+    return {name: PostFilterSpec(name, f"trial {name}", apply) for name, apply in made.items()}
+
+
+class ChannelSwapAverage:
+    """Test-time augmentation: the mean of a model's estimates for each patch and for the patch
+    with its channels swapped (swapped back). A ``PatchModel`` the separator runs like any other."""
+
+    def __init__(self, model):
+        self.model, self.stft, self.sources = model, model.stft, model.sources
+
+    def separate_patches(self, magnitude: torch.Tensor, sources) -> dict[str, torch.Tensor]:
+        plain = self.model.separate_patches(magnitude, sources)
+        swapped = self.model.separate_patches(magnitude.flip(1), sources)
+        return {s: (plain[s].float() + swapped[s].float().flip(1)) / 2 for s in sources}
+
+
+def trial_separator(model, sources: list[str], variant: str, overlap: float = 0.25) -> Separator:
+    """The shipped separator (fp32) with one variant: a post-filter over all ``sources``, or the swap."""
+    filters, post = trial_filters(list(sources)), None
+    if variant in ("softmask", "wiener") or variant in filters:
+        post = PostFilter(filters.get(variant, variant), (tuple(sources),))
+    if variant == "swap":
+        model = ChannelSwapAverage(model.eval())
+    return Separator(model, sources, precision="fp32", overlap=overlap, postfilter=post)
 
 
 def main() -> None:
@@ -88,13 +99,7 @@ def main() -> None:
     tracks = evaluation_tracks(args.musdb, loaded.sources, args.subset)
     table = {}
     for variant in args.variants:
-        if variant in POSTFILTERED:
-            post = PostFilter(variant, (tuple(loaded.sources),))
-            separator = Separator(loaded.model, loaded.sources, precision="fp32", overlap=args.overlap, postfilter=post)
-        else:
-            separator = TrialSeparator(
-                loaded.model, loaded.sources, precision="fp32", overlap=args.overlap, variant=variant
-            )
+        separator = trial_separator(loaded.model, loaded.sources, variant, args.overlap)
         results = evaluate_tracks(tracks, lambda t, sep=separator: sep.separate(t.mixture), args.jobs)
         write_results(results, args.out / variant, f"{args.model or 'shipped model'} ({variant})")
         table[variant] = {s: m["SDR"] for s, m in results.summary().items()}

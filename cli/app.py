@@ -24,10 +24,15 @@ from septool.plugin_manager import registry
 LOSS_HELP = "l1 (the paper's) or mse on normalized magnitudes; mse-raw on magnitudes."
 # the post-filter options that separate and evaluate share
 PostFilterOption = Annotated[
-    str, typer.Option("--filter", help="none, softmask or wiener: share the mixture among a stem set's estimates.")
+    str,
+    typer.Option(
+        "--filter",
+        help="none or a post-filter (softmask, wiener; `septool plugins` lists all): share the mixture "
+        "among a stem set's estimates.",
+    ),
 ]
 WienerIterationsOption = Annotated[
-    int, typer.Option(help="EM iterations of --filter wiener (the first with the whole song's covariances).")
+    int, typer.Option(help="Iterations of an iterative --filter (wiener's EM; the first uses the song's covariances).")
 ]
 app = typer.Typer(
     help="Music source separation with a shared encoder and one decoder per source.",
@@ -603,17 +608,18 @@ def new_plugin(
 
 @app.command()
 def plugins() -> None:
-    """List plugins, their versions, sources, backbones and dataset formats, and any that failed to load."""
+    """List plugins and what they register (sources, backbones, dataset formats, post-filters), and failures."""
     reg = registry()
     table = Table(title="septool plugins")
-    for column in ("plugin", "version", "sources", "weights", "backbones", "formats"):
+    for column in ("plugin", "version", "sources", "weights", "backbones", "formats", "post-filters"):
         table.add_column(column)
     for info in reg.plugins:
         weights = ", ".join(
             f"{s}: {'yes' if reg.sources[s].weights is not None and reg.sources[s].weights.is_file() else 'no'}"
             for s in info.sources
         )
-        names = (", ".join(info.sources), weights, ", ".join(info.backbones), ", ".join(info.formats))
+        units = (info.backbones, info.formats, info.postfilters)
+        names = (", ".join(info.sources), weights, *(", ".join(u) for u in units))
         table.add_row(info.name, info.version, *names)
     out.print(table)
     if reg.backbones:
@@ -631,6 +637,14 @@ def plugins() -> None:
         for name, fmt in reg.formats.items():
             formats.add_row(name, ", ".join(fmt.subsets) or "-", fmt.description)
         out.print(formats)
+    if reg.postfilters:
+        filters = Table(title="post-filters (--filter)")
+        for column in ("post-filter", "first pass", "iterative", "description"):
+            filters.add_column(column)
+        for name, spec in reg.postfilters.items():
+            yes_no = ("yes" if spec.first_pass else "no", "yes" if spec.iterative else "no")
+            filters.add_row(name, *yes_no, spec.description)
+        out.print(filters)
     for failure in reg.failures:
         out.print(labelled("failed:", "red", f"{failure.name}: {failure.reason}"))
 

@@ -1,8 +1,8 @@
 """septool: music source separation with a shared encoder and independent decoders.
 
 The public API: plugins use ``hookimpl`` with ``SourceSpec`` and ``DatasetSpec`` (sources),
-``BackboneSpec`` (network families) or ``DatasetFormat`` with ``TrackFiles`` and ``Recording``
-(database layouts);
+``BackboneSpec`` (network families), ``DatasetFormat`` with ``TrackFiles`` and ``Recording``
+(database layouts) or ``PostFilterSpec`` (post-filters);
 applications use ``separate``, ``load_model``, ``Separator`` (with an optional ``PostFilter``) and
 ``train``.
 """
@@ -15,6 +15,7 @@ from .errors import SeptoolError, SlowPathWarning
 from .files import DEFAULT_FILENAME
 from .formats import AudioPath, DatasetFormat, Recording, TrackFiles
 from .hookspecs import hookimpl
+from .postfilter import PostFilter, PostFilterSpec
 from .sources import DatasetSpec, SourceSpec
 
 # Everything else loads on first use: torch and scipy take seconds to import, and `septool --help`
@@ -34,7 +35,6 @@ _LAZY = {
     "train": "api",
     "ModelConfig": "network",
     "SharedModel": "network",
-    "PostFilter": "postfilter",
     "Separator": "separator",
     "TrainConfig": "trainer",
     "TrainResult": "trainer",
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
         train,
     )
     from .network import ModelConfig, SharedModel
-    from .postfilter import PostFilter
     from .separator import Separator
     from .trainer import TrainConfig, TrainResult
 
@@ -86,6 +85,7 @@ __all__ = [
     "LoadedModel",
     "ModelConfig",
     "PostFilter",
+    "PostFilterSpec",
     "Recording",
     "SeparatedTrack",
     "Separator",

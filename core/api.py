@@ -25,7 +25,7 @@ from .listening import writing_report
 from .network import SharedModel
 from .plugin_manager import Registry, registry
 from .plugin_manager import reset as reset_plugins
-from .postfilter import POSTFILTERS, PostFilter
+from .postfilter import NO_POSTFILTER, PostFilter
 from .separator import Separator
 from .sources import SourceSpec
 from .store import (
@@ -176,8 +176,9 @@ def separate(
     ``runtime``: ``torch``, or ``onnx`` (ONNX Runtime, the ``onnx`` extra) on the model exported
     once into the cache (``export``); the same streaming, overlap-add and post-filters either way.
 
-    ``postfilter`` (``none``, ``softmask`` or ``wiener``): share the mixture among the stem set
-    of the chosen sources (``postfilter.py``); the set's other decoders run too.
+    ``postfilter`` (``none`` or a registered post-filter: ``softmask``, ``wiener``...): share the
+    mixture among the stem set of the chosen sources (``postfilter.py``); the set's other
+    decoders run too. ``wiener_iterations``: the iterations of an iterative filter.
     Every input is checked before anything is separated. Each stem is written to a temporary
     file and renamed into place when complete, so a failure leaves no partial output.
     ``progress(track, done_samples, total_samples)`` is called after every batch of patches; with
@@ -329,13 +330,12 @@ def _prepare(
     model: str | os.PathLike | LoadedModel | None, sources: Sequence[str] | None, postfilter: str, iterations: int
 ) -> tuple[LoadedModel, list[str], PostFilter | None]:
     """The model, the sources to write and the post-filter over their stem sets, all checked."""
-    if postfilter not in POSTFILTERS:
-        raise SeptoolError(f"unknown post-filter {postfilter!r}; choose {', '.join(POSTFILTERS)}")
     reg = registry()
+    spec = reg.postfilter(postfilter) if postfilter != NO_POSTFILTER else None
     chosen = list(dict.fromkeys(sources)) if sources is not None else None
 
     def sets_of(names: Sequence[str]) -> dict[str, list[str]]:
-        return {n: m for n, m in reg.stem_sets().items() if set(m) & set(names)} if postfilter != "none" else {}
+        return {n: m for n, m in reg.stem_sets().items() if set(m) & set(names)} if spec else {}
 
     if isinstance(model, LoadedModel):
         loaded = model
@@ -354,7 +354,7 @@ def _prepare(
     missing = [s for s in chosen if s not in loaded.sources]
     if missing:
         raise SeptoolError(f"the model has no decoder for {', '.join(missing)}; it has {', '.join(loaded.sources)}")
-    if postfilter == "none":
+    if spec is None:
         return loaded, chosen, None
     sets = sets_of(chosen)
     if not sets:
@@ -369,7 +369,7 @@ def _prepare(
                 f"--filter {postfilter} shares the mixture among {', '.join(members)} (stem set {name!r}); "
                 f"the model has no decoder for {', '.join(absent)}"
             )
-    return loaded, chosen, PostFilter(postfilter, tuple(tuple(m) for m in sets.values()), iterations)
+    return loaded, chosen, PostFilter(spec, tuple(tuple(m) for m in sets.values()), iterations)
 
 
 def _separate_file(separator, info, targets: dict[str, Path], fmt, bits, progress) -> SeparatedTrack:
@@ -395,14 +395,14 @@ def _separate_file(separator, info, targets: dict[str, Path], fmt, bits, progres
             remaining[source] -= chunk.shape[1]
             writers[source].write(chunk)
 
-        length, passes = info.frames_at_model_rate, 2 if separator.needs_covariances else 1
+        length, passes = info.frames_at_model_rate, 2 if separator.needs_first_pass else 1
 
         def report(offset: int):
             return (lambda done, total: progress(info.path, offset + done, passes * total)) if progress else None
 
-        covariances = separator.covariances(audio_io.read_at_model_rate(info), length, report(0))
+        statistics = separator.first_pass(audio_io.read_at_model_rate(info), length, report(0))
         blocks = audio_io.read_at_model_rate(info)
-        for part in separator.stream(blocks, length, report((passes - 1) * length), covariances):
+        for part in separator.stream(blocks, length, report((passes - 1) * length), statistics):
             for s, chunk in part.items():
                 for out in back[s].push(chunk):
                     emit(s, out)

@@ -19,3 +19,8 @@ def register_backbones(register):
 @hookspec
 def register_dataset_formats(register):
     """Register database layouts: call ``register(DatasetFormat(...))`` once per format."""
+
+
+@hookspec
+def register_postfilters(register):
+    """Register post-filters: call ``register(PostFilterSpec(...))`` once per filter."""

@@ -1,7 +1,7 @@
-"""The plugin manager: loads source, backbone and dataset-format plugins from the ``septool``
-entry-point group.
+"""The plugin manager: loads source, backbone, dataset-format and post-filter plugins from the
+``septool`` entry-point group.
 
-Built-in sources, backbones and formats arrive the same way as third-party ones. A plugin that
+Built-in sources, backbones, formats and post-filters arrive the same way as third-party ones. A plugin that
 fails to import, raises while registering, or registers a name that another plugin already took
 is recorded as a failure and skipped; the others load normally.
 """
@@ -22,6 +22,7 @@ from .backbones import BackboneSpec
 from .errors import SeptoolError
 from .formats import DatasetFormat
 from .home import activate_local_site
+from .postfilter import NO_POSTFILTER, PostFilterSpec
 from .sources import SourceSpec
 
 ENTRY_POINT_GROUP = "septool"
@@ -45,6 +46,7 @@ class PluginInfo:
     sources: list[str] = field(default_factory=list)
     backbones: list[str] = field(default_factory=list)
     formats: list[str] = field(default_factory=list)
+    postfilters: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -55,7 +57,7 @@ class PluginFailure:
 
 @dataclass
 class Registry:
-    """The sources, backbones and dataset formats that loaded plugins registered, and what failed."""
+    """The sources, backbones, dataset formats and post-filters that loaded plugins registered, and what failed."""
 
     sources: dict[str, SourceSpec] = field(default_factory=dict)
     providers: dict[str, str] = field(default_factory=dict)
@@ -65,6 +67,8 @@ class Registry:
     backbone_providers: dict[str, str] = field(default_factory=dict)
     formats: dict[str, DatasetFormat] = field(default_factory=dict)
     format_providers: dict[str, str] = field(default_factory=dict)
+    postfilters: dict[str, PostFilterSpec] = field(default_factory=dict)
+    postfilter_providers: dict[str, str] = field(default_factory=dict)
 
     def get(self, name: str) -> SourceSpec:
         if name not in self.sources:
@@ -78,6 +82,12 @@ class Registry:
             hint = f" (is its plugin left out by {ALLOWLIST_ENV}?)" if _allowlist() is not None else ""
             raise SeptoolError(f"unknown backbone {name!r}{hint}; known backbones: {known}")
         return self.backbones[name]
+
+    def postfilter(self, name: str) -> PostFilterSpec:
+        if name not in self.postfilters:
+            known = ", ".join([NO_POSTFILTER, *self.postfilters])
+            raise SeptoolError(f"unknown post-filter {name!r}; choose {known}")
+        return self.postfilters[name]
 
     def stem_sets(self) -> dict[str, list[str]]:
         """Each declared stem set's members, in registration order."""
@@ -186,6 +196,7 @@ _HOOKS = (
     ("register_sources", SourceSpec, "source", "sources", "providers"),
     ("register_backbones", BackboneSpec, "backbone", "backbones", "backbone_providers"),
     ("register_dataset_formats", DatasetFormat, "dataset format", "formats", "format_providers"),
+    ("register_postfilters", PostFilterSpec, "post-filter", "postfilters", "postfilter_providers"),
 )
 
 
@@ -194,7 +205,8 @@ class _Skipped(Exception):
 
 
 def registry() -> Registry:
-    """Ask every loaded plugin for its sources, backbones and formats; skip, and report, plugins that misbehave.
+    """Ask every loaded plugin for its sources, backbones, formats and post-filters; skip, and report,
+    plugins that misbehave.
 
     A plugin counts whole or not at all: if one of its hooks raises or clashes, nothing it
     registered through any hook is kept."""

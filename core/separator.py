@@ -5,9 +5,9 @@ The waveform is cut into patches of the model's front end (``model.stft``: for t
 ``overlap``. Every patch goes through the STFT, the encoder
 once, the selected decoders, an optional post-filter (``postfilter.py``), and the inverse STFT
 with the mixture phase; the patches are then blended with triangular weights. Only a few patches
-are held at a time, so memory does not depend on the length of the input. The Wiener post-filter
-reads the input twice: a first pass (``covariances``) sums its spatial statistics over the whole
-recording.
+are held at a time, so memory does not depend on the length of the input. A post-filter with a
+first pass (the Wiener filter's spatial covariances) reads the input twice: the first pass
+(``first_pass``) sums its statistics over the whole recording.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from .errors import SeptoolError, SlowPathWarning
 from .network import fold_batchnorm
-from .postfilter import CovarianceSums, PostFilter, SpatialCovariances, add_sums, spatial_covariances
+from .postfilter import FirstPassSums, PostFilter, add_sums
 from .spectral import (
     Spectrogram,
     StftSettings,
@@ -36,7 +36,7 @@ from .spectral import (
 )
 
 Progress = Callable[[int, int], None]
-Covariances = dict[tuple[str, ...], SpatialCovariances]
+Statistics = dict[tuple[str, ...], Any]  # a post-filter's first pass over the recording, per stem set
 
 
 class PatchModel(Protocol):
@@ -154,10 +154,7 @@ class Separator:
         self.model = model
         self.sources = list(sources)
         if postfilter is not None:
-            wanted = set(self.sources)
-            postfilter = PostFilter(
-                postfilter.kind, tuple(m for m in postfilter.stem_sets if wanted & set(m)), postfilter.iterations
-            )
+            postfilter = postfilter.restricted(set(self.sources))
         self.postfilter = postfilter if postfilter is not None and postfilter.stem_sets else None
         self.decoders = list(dict.fromkeys(self.sources + (self.postfilter.sources() if self.postfilter else [])))
         known = getattr(model, "sources", None)  # a SharedModel's decoders
@@ -176,9 +173,9 @@ class Separator:
         return 1 if length <= self.patch else math.ceil((length - self.patch) / self.stride) + 1
 
     @property
-    def needs_covariances(self) -> bool:
-        """Whether ``stream`` needs ``covariances``: a first pass over the same input."""
-        return self.postfilter is not None and self.postfilter.needs_covariances
+    def needs_first_pass(self) -> bool:
+        """Whether ``stream`` needs ``statistics``: the post-filter's first pass over the same input."""
+        return self.postfilter is not None and self.postfilter.needs_first_pass
 
     def _estimate(self, patches: np.ndarray, sources: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The patches' complex STFT and the sources' magnitude estimates."""
@@ -195,21 +192,22 @@ class Separator:
         return spec, estimates
 
     @torch.inference_mode()
-    def covariances(
+    def first_pass(
         self, blocks: Iterable[np.ndarray], length: int, progress: Progress | None = None
-    ) -> Covariances | None:
-        """The Wiener post-filter's first pass: each stem set's spatial covariances over the recording.
+    ) -> Statistics | None:
+        """The post-filter's first pass: its statistics over the recording per stem set (the Wiener
+        filter's spatial covariances).
 
         ``blocks`` and ``length`` as for ``stream`` (the same audio, read once more). The network
         runs over patches that tile the audio without overlapping (at the default overlap, 0.75 of
         the work of ``stream``); frames past the end of the audio are left out. None when the
-        post-filter needs no covariances.
+        post-filter has no first pass.
         """
-        if not self.needs_covariances:
+        if not self.needs_first_pass:
             return None
         if length <= 0:
             raise SeptoolError("nothing to separate: the audio is empty")
-        sums: CovarianceSums | None = None
+        sums: FirstPassSums | None = None
         tiles = _tiles(blocks, length, self.patch)
         count = math.ceil(length / self.patch)
         for first in range(0, count, self.batch_size):
@@ -219,16 +217,16 @@ class Separator:
             frames = torch.arange(self.stft.patch_frames) * self.stft.hop < torch.from_numpy(inside)[:, None]  # B, T
             kept = frames[:, None, None, :].to(self.device)
             estimates = {s: e.float() * kept for s, e in estimates.items()}
-            sums = add_sums(sums, self.postfilter.covariance_sums(estimates, spec[..., :-1, :]))
+            sums = add_sums(sums, self.postfilter.first_pass(estimates, spec[..., :-1, :]))
             if progress is not None:
                 progress(min(length, (first + len(patches)) * self.patch), length)
-        return spatial_covariances(sums)
+        return self.postfilter.statistics(sums)
 
     @torch.inference_mode()
-    def _run(self, patches: np.ndarray, covariances: Covariances | None = None) -> dict[str, np.ndarray]:
+    def _run(self, patches: np.ndarray, statistics: Statistics | None = None) -> dict[str, np.ndarray]:
         spec, estimates = self._estimate(patches, self.decoders)
         phase = unit_phase(spec)
-        filtered = self.postfilter.apply(estimates, spec[..., :-1, :], covariances) if self.postfilter else {}
+        filtered = self.postfilter.apply(estimates, spec[..., :-1, :], statistics) if self.postfilter else {}
         complete = {
             s: with_nyquist(filtered[s], filtered[s][..., -1:, :].abs(), spec)
             if s in filtered
@@ -242,19 +240,20 @@ class Separator:
         blocks: Iterable[np.ndarray],
         length: int,
         progress: Progress | None = None,
-        covariances: Covariances | None = None,
+        statistics: Statistics | None = None,
     ) -> Iterator[dict[str, np.ndarray]]:
         """Separate a stream of (2, n) blocks totalling ``length`` samples.
 
-        Yields dicts of (2, m) float32 blocks per source, in order, totalling ``length``. With the
-        Wiener post-filter (``needs_covariances``), pass ``covariances(...)`` of the same audio.
+        Yields dicts of (2, m) float32 blocks per source, in order, totalling ``length``. With a
+        post-filter that has a first pass (``needs_first_pass``), pass ``first_pass(...)`` of the
+        same audio as ``statistics``.
         """
         if length <= 0:
             raise SeptoolError("nothing to separate: the audio is empty")
-        if self.needs_covariances and covariances is None:
+        if self.needs_first_pass and statistics is None:
             raise SeptoolError(
-                "the Wiener post-filter needs the recording's covariances: pass covariances=, from "
-                "Separator.covariances on the same audio"
+                f"the {self.postfilter.name} post-filter needs its first pass over the recording: pass "
+                "statistics=, from Separator.first_pass on the same audio"
             )
         blocks = iter(blocks)
         n_patches = self.patch_count(length)
@@ -275,7 +274,7 @@ class Separator:
             for i, start in enumerate(starts):
                 chunk = inbuf[:, start - in_origin : start - in_origin + self.patch]
                 patches[i, :, : chunk.shape[1]] = chunk
-            separated = self._run(patches, covariances)
+            separated = self._run(patches, statistics)
 
             grow = need - out_origin - weight.shape[0]
             if grow > 0:
@@ -304,8 +303,8 @@ class Separator:
         audio = audio.cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio, dtype=np.float32)
         if audio.ndim != 2 or audio.shape[0] != 2:
             raise SeptoolError(f"expected stereo audio of shape (2, samples), got {tuple(audio.shape)}")
-        covariances = self.covariances([audio], audio.shape[1])
-        parts = list(self.stream([audio], audio.shape[1], progress, covariances))
+        statistics = self.first_pass([audio], audio.shape[1])
+        parts = list(self.stream([audio], audio.shape[1], progress, statistics))
         return {s: np.concatenate([p[s] for p in parts], axis=1) for s in self.sources}
 
 

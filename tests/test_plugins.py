@@ -21,18 +21,19 @@ GOOD_PLUGIN = textwrap.dedent(
 BACKBONES = ["unet", "lstm"]
 
 
-def test_builtin_sources_backbones_and_formats_arrive_through_entry_points(fresh_plugins):
+def test_builtin_units_arrive_through_entry_points(fresh_plugins):
     reg = fresh_plugins.registry()
     assert sorted(reg.sources) == sorted(BUILTIN)
     assert sorted(reg.backbones) == sorted(BACKBONES)
     assert list(reg.formats) == ["musdb", "musdb-hq", "pairs", "stems", "csv"]
-    assert {p.name for p in reg.plugins} == set(BUILTIN + BACKBONES + ["formats"])
+    assert list(reg.postfilters) == ["softmask", "wiener"]
+    assert {p.name for p in reg.plugins} == set(BUILTIN + BACKBONES + ["formats", "postfilters"])
     assert reg.failures == []
     # no back door: each built-in is an entry point of the septool distribution
     from importlib.metadata import entry_points
 
     points = {ep.name: ep.value for ep in entry_points(group="septool") if ep.dist and ep.dist.name == "septool"}
-    assert points == {name: f"septool.plugins.{name}" for name in BUILTIN + BACKBONES + ["formats"]}
+    assert points == {name: f"septool.plugins.{name}" for name in BUILTIN + BACKBONES + ["formats", "postfilters"]}
 
 
 def test_installed_third_party_plugin_is_listed_with_version(install_plugin, cli):

@@ -7,10 +7,12 @@ from test_plugins import GOOD_PLUGIN
 from test_signal_path import snr_db
 
 import septool
+from septool import PostFilterSpec, hookimpl
 from septool.errors import SeptoolError
 from septool.frontend import PAPER_STFT, PATCH_SAMPLES
-from septool.postfilter import PostFilter, SpatialCovariances, covariance_sums, softmask, wiener
+from septool.postfilter import PostFilter
 from septool.separator import Separator
+from septool.wiener import SpatialCovariances, covariance_sums, softmask, wiener
 
 MUSDB_SET = PostFilter("wiener", (tuple(BUILTIN),))
 
@@ -117,10 +119,10 @@ def test_the_separator_sums_covariances_over_the_recording_and_not_past_its_end(
     right = np.random.default_rng(2).standard_normal(2 * PATCH_SAMPLES + 999).astype(np.float32) * 0.1
     audio = np.stack([2 * right, right])
     separator = Separator(AnswersSilence(BUILTIN), BUILTIN, batch_size=batch_size, postfilter=MUSDB_SET)
-    covariances = separator.covariances([audio[:, :5000], audio[:, 5000:]], audio.shape[1])[tuple(BUILTIN)]
+    covariances = separator.first_pass([audio[:, :5000], audio[:, 5000:]], audio.shape[1])[tuple(BUILTIN)]
     for got, expected in zip((covariances.r00, covariances.r11, covariances.r01), (1.6, 0.4, 0.8)):
         torch.testing.assert_close(got, torch.full_like(got, expected), rtol=1e-6, atol=1e-6)
-    with pytest.raises(SeptoolError, match="needs the recording's covariances"):
+    with pytest.raises(SeptoolError, match="the wiener post-filter needs its first pass over the recording"):
         next(separator.stream([audio], audio.shape[1]))
 
 
@@ -159,6 +161,8 @@ def test_bad_post_filter_settings_are_refused():
         PostFilter("median", (tuple(BUILTIN),))
     with pytest.raises(SeptoolError, match="at least 1 iteration"):
         PostFilter("wiener", (tuple(BUILTIN),), iterations=0)
+    with pytest.raises(SeptoolError, match="the softmask post-filter does not iterate: it takes 1 iteration, not 2"):
+        PostFilter("softmask", (tuple(BUILTIN),), iterations=2)
     with pytest.raises(SeptoolError, match="at least two sources"):
         PostFilter("softmask", (("vocals",),))
 
@@ -206,3 +210,58 @@ def test_cli_filter_errors_are_one_line_and_write_nothing(cli, tmp_path, song, t
     assert not (tmp_path / "o").exists() or list((tmp_path / "o").rglob("*.wav")) == []
     code, _, err = cli("separate", song, "-o", tmp_path / "g", "--model", partial, "--sources", "guitar")
     assert code == 0, err  # unfiltered, a model without the whole set still separates
+
+
+class EnergyShares:
+    """A third party's post-filter with a first pass: each source gets the share of the mixture that
+    its energy over the whole recording is of the set's (one gain per source for the whole song)."""
+
+    def __init__(self):
+        self.batches, self.received = [], []
+
+    def first_pass(self, magnitudes, mixture):
+        self.batches.append(magnitudes.shape[1])
+        return (magnitudes.double().square().sum((1, 2, 3, 4)),)
+
+    def statistics(self, sums):
+        (energy,) = sums
+        return energy / energy.sum()
+
+    def apply(self, magnitudes, mixture, shares, iterations):
+        self.received.append(shares)
+        return shares.to(mixture.dtype)[:, None, None, None, None] * mixture
+
+    @hookimpl
+    def register_postfilters(self, register):
+        register(PostFilterSpec("energy", "shares by whole-song energy", self.apply, self.first_pass,
+                                self.statistics))  # fmt: skip
+
+
+def test_hook_register_postfilters(cli, tmp_path, song, tiny_model_dir):
+    from septool.plugin_manager import registered
+
+    unit = EnergyShares()
+    with registered(unit, "energy-plugin") as reg:
+        assert reg.postfilter_providers["energy"] == "energy-plugin"
+        code, out, _ = cli("plugins")
+        assert code == 0 and "shares by whole-song energy" in out
+        code, _, err = cli("separate", song, "-o", tmp_path / "e", "--model", tiny_model_dir, "--filter", "energy",
+                           "--bits", "32f")  # fmt: skip
+        assert code == 0, err
+        # the first pass tiled the whole song once (1.5 s: two patches), then every batch got its sums
+        assert sum(unit.batches) == -(-sf.info(song).frames // PATCH_SAMPLES) == 2 and len(unit.received) >= 2
+        (shares,) = {tuple(s.tolist()) for s in unit.received}
+        assert abs(sum(shares) - 1) < 1e-9 and min(shares) > 0
+        mixture, _ = sf.read(song, dtype="float32")
+        stems = {s: sf.read(tmp_path / "e" / "song" / f"{s}.wav", dtype="float32")[0] for s in BUILTIN}
+        assert snr_db(mixture.T, sum(stems.values()).T) > 60  # the shares add up to the mixture
+        gains = []
+        for source, stem in stems.items():  # one gain per source for the whole song: the mixture scaled
+            gains.append(float((stem * mixture).sum() / (mixture * mixture).sum()))
+            assert snr_db(gains[-1] * mixture.T, stem.T) > 40, source
+        np.testing.assert_allclose(sorted(gains), sorted(shares), rtol=1e-3)
+        code, _, err = cli("separate", song, "-o", tmp_path / "e2", "--model", tiny_model_dir, "--filter", "energy",
+                           "--wiener-iterations", "3")  # fmt: skip
+        assert code == 1 and "the energy post-filter does not iterate" in err
+    code, _, err = cli("separate", song, "-o", tmp_path / "e3", "--model", tiny_model_dir, "--filter", "energy")
+    assert code == 1 and "unknown post-filter 'energy'; choose none, softmask, wiener" in err
