@@ -19,7 +19,6 @@ from rich.text import Text
 from typer.exceptions import TyperException
 
 import septool
-from septool.plugin_manager import registry
 
 LOSS_HELP = "l1 (the paper's) or mse on normalized magnitudes; mse-raw on magnitudes."
 # the post-filter options that separate and evaluate share
@@ -57,6 +56,19 @@ def options(
 ) -> None:
     """Music source separation with a shared encoder and one decoder per source."""
     debugging["on"] = debug
+
+
+# the options whose names are not their Python argument's (`--out` for out_dir...): core errors name
+# arguments, and the CLI names them by these
+FLAGS = {
+    "out_dir": "--out", "postfilter": "--filter", "fmt": "--format", "data_format": "--format",
+    "oracle_mask": "--oracle", "soundfonts": "--soundfont", "other_data": "--data SOURCE=PATH",
+}  # fmt: skip
+
+
+def flag(argument: str) -> str:
+    """The command-line option of a Python argument named in a core error."""
+    return FLAGS.get(argument, "--" + argument.replace("_", "-"))
 
 
 def labelled(label: str, style: str, message: object) -> Text:
@@ -211,10 +223,9 @@ def synth(
     ] = False,
 ) -> None:
     """Render a multitrack database of procedurally composed songs."""
-    from septool.synth import synthesize, voice_bank
 
     if list_voices:
-        bank = voice_bank()
+        bank = septool.voice_bank()
         if as_json:
             import json
 
@@ -243,7 +254,7 @@ def synth(
     with Progress(TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TextColumn("songs"),
                   TimeElapsedColumn(), console=console, transient=True) as bar:  # fmt: skip
         task = bar.add_task("songs", total=None)
-        result = synthesize(
+        result = septool.synthesize(
             out_dir,
             hours,
             split_sources(sources) or [],
@@ -495,13 +506,12 @@ def experiment_paper(
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="Tracks scored in parallel.")] = 1,
 ) -> None:
     """Tables 2 and 3: five configurations, equal budgets, scored beside the paper's figures."""
-    from septool.experiment import run_paper_experiment, table_rows
 
     base = septool.TrainConfig(max_minutes=budget, max_epochs=epochs, batch_size=batch_size, lr=lr,
                                batches_per_epoch=batches_per_epoch, device=device, precision=precision,
                                valid_patches=valid_patches, backbone=backbone)  # fmt: skip
     sizes = {"encoder": "tiny", "encoder+": "tiny"} if tiny else None
-    rows = run_paper_experiment(out_dir, musdb, eval_musdb, subset, base, sizes, lambda m: console.print(m),
+    rows = septool.run_paper_experiment(out_dir, musdb, eval_musdb, subset, base, sizes, lambda m: console.print(m),
                                 parallel, stage, jobs)  # fmt: skip
     if not rows:
         out.print(f"trained the five configurations in {out_dir}; score them with --stage evaluate")
@@ -510,7 +520,7 @@ def experiment_paper(
         table = Table(title=f"{metric} in dB: ours (paper's, on MUSDB18)")
         for column in ("configuration", "vocals", "drums", "bass", "other"):
             table.add_column(column)
-        for cells in table_rows(rows, metric):
+        for cells in septool.paper_table_rows(rows, metric):
             table.add_row(*cells)
         out.print(table)
     cost = Table(title="cost")
@@ -609,7 +619,7 @@ def new_plugin(
 @app.command()
 def plugins() -> None:
     """List plugins and what they register (sources, backbones, dataset formats, post-filters), and failures."""
-    reg = registry()
+    reg = septool.registry()
     table = Table(title="septool plugins")
     for column in ("plugin", "version", "sources", "weights", "backbones", "formats", "post-filters"):
         table.add_column(column)
@@ -660,7 +670,7 @@ def _terminate(signum, frame) -> None:
 def _report(err: Exception) -> None:
     """One line and an exit status for any error: bad input (1), usage (2), or a bug in septool (70)."""
     if isinstance(err, septool.SeptoolError):
-        console.print(labelled("error:", "red", err), highlight=False, soft_wrap=True)
+        console.print(labelled("error:", "red", err.naming(flag)), highlight=False, soft_wrap=True)
         sys.exit(1)
     if isinstance(err, TyperException):  # click's usage errors: an unknown command or option, a bad value
         if type(err).__name__ == "NoArgsIsHelpError":

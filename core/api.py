@@ -16,7 +16,7 @@ import numpy as np
 from . import audio as audio_io
 from .backbones import canonical
 from .datasets import MUSDB_STEMS, AudioCache, from_folders, from_musdb
-from .errors import SeptoolError
+from .errors import SeptoolError, argument
 from .evaluation import Results, evaluate_tracks, evaluation_tracks, oracle, write_results
 from .files import DEFAULT_FILENAME, check_writable
 from .listening import PAGE as REPORT_PAGE
@@ -77,7 +77,7 @@ def load_model(
         encoder_path = packaged_encoder()
         if not encoder_path.is_file():
             raise SeptoolError(
-                "no pretrained model is installed with this septool; pass --model DIR "
+                f"no pretrained model is installed with this septool; pass {argument('model')} "
                 "(a model directory written by `septool train`)"
             )
     encoder = load_encoder(encoder_path, reg)
@@ -138,15 +138,15 @@ def _check_template(template: str) -> None:
     try:
         names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
     except ValueError as err:
-        raise SeptoolError(f"bad --filename template {template!r}: {err}") from None
+        raise SeptoolError(f"bad {argument('filename')} template {template!r}: {err}") from None
     unknown = names - FILENAME_FIELDS
     if unknown:
         raise SeptoolError(
-            f"bad --filename template {template!r}: unknown field(s) {sorted(unknown)}; "
+            f"bad {argument('filename')} template {template!r}: unknown field(s) {sorted(unknown)}; "
             "use {track}, {source}, {ext}"
         )
     if "source" not in names:
-        raise SeptoolError(f"bad --filename template {template!r}: it must contain {{source}}")
+        raise SeptoolError(f"bad {argument('filename')} template {template!r}: it must contain {{source}}")
 
 
 def separate(
@@ -348,7 +348,7 @@ def _prepare(
         except SeptoolError as err:
             if not partners:
                 raise
-            needed = f"--filter {postfilter} needs the whole stem set ({', '.join(partners)} too)"
+            needed = f"{argument('postfilter', postfilter)} needs the whole stem set ({', '.join(partners)} too)"
             raise SeptoolError(f"{needed}: {err}") from None
     chosen = chosen if chosen is not None else loaded.sources
     missing = [s for s in chosen if s not in loaded.sources]
@@ -359,15 +359,15 @@ def _prepare(
     sets = sets_of(chosen)
     if not sets:
         raise SeptoolError(
-            f"--filter {postfilter}: {', '.join(chosen)} belong to no stem set (sources that add up to the "
-            "mixture), so there is no mixture to share"
+            f"{argument('postfilter', postfilter)}: {', '.join(chosen)} belong to no stem set (sources that add "
+            "up to the mixture), so there is no mixture to share"
         )
     for name, members in sets.items():
         absent = [s for s in members if s not in loaded.sources]
         if absent:
             raise SeptoolError(
-                f"--filter {postfilter} shares the mixture among {', '.join(members)} (stem set {name!r}); "
-                f"the model has no decoder for {', '.join(absent)}"
+                f"{argument('postfilter', postfilter)} shares the mixture among {', '.join(members)} "
+                f"(stem set {name!r}); the model has no decoder for {', '.join(absent)}"
             )
     return loaded, chosen, PostFilter(spec, tuple(tuple(m) for m in sets.values()), iterations)
 
@@ -457,18 +457,22 @@ def train(
     check_writable(out_dir)
     reg = registry()
     if init is not None and config.procedure == "independent":
-        raise SeptoolError("--init starts from one shared model; the independent procedure has none")
+        raise SeptoolError(f"{argument('init')} starts from one shared model; the independent procedure has none")
     if (musdb is None) == (not data):
-        raise SeptoolError("give either a MUSDB18 folder (--musdb) or one database per source (--data SOURCE=PATH)")
+        raise SeptoolError(
+            f"give either a MUSDB18 folder ({argument('musdb')}) or one database per source ({argument('data')})"
+        )
     chosen = list(sources) if sources else (list(data) if data else [s for s in MUSDB_STEMS if s in reg.sources])
     specs = {s: reg.get(s) for s in chosen}
     if data and set(chosen) != set(data):
-        raise SeptoolError(f"--data names {', '.join(data)} but --sources asks for {', '.join(chosen)}")
+        raise SeptoolError(
+            f"{argument('data')} names {', '.join(data)} but {argument('sources')} asks for {', '.join(chosen)}"
+        )
     audio_cache = AudioCache(Path(cache) if cache else None)
     if musdb is not None:
         outside = [s for s in chosen if s not in MUSDB_STEMS]
         if outside:
-            raise SeptoolError(f"MUSDB18 has no {outside[0]!r} stem; train it with --data {outside[0]}=PATH")
+            raise SeptoolError(f"MUSDB18 has no {outside[0]!r} stem; give it its own database ({argument('data')})")
         dbs = from_musdb(
             Path(musdb), chosen, config.procedure == "simultaneous", config.seed, valid_fraction, audio_cache,
             formats=reg.formats, accepted={s: spec.dataset.formats for s, spec in specs.items()},
@@ -476,7 +480,9 @@ def train(
         )  # fmt: skip
     else:
         if config.procedure == "simultaneous":
-            raise SeptoolError("the simultaneous procedure needs every target for every track: use --musdb")
+            raise SeptoolError(
+                f"the simultaneous procedure needs every target for every track: use {argument('musdb')}"
+            )
         dbs = from_folders(
             {s: Path(p) for s, p in data.items()},
             {s: spec.target for s, spec in specs.items()},
@@ -494,11 +500,13 @@ def train(
         if start.encoder.backbone != config.backbone:
             raise SeptoolError(
                 f"{init}: its encoder is of backbone {start.encoder.backbone!r}, not {config.backbone!r}; "
-                "pass its backbone with --backbone"
+                f"pass its backbone ({argument('backbone', start.encoder.backbone)})"
             )
         size = reg.backbone(config.backbone).size(config.size)
         if canonical(start.encoder.encoder.config) != canonical(size["encoder"]):
-            raise SeptoolError(f"{init}: its encoder is not of size {config.size!r}; pass its size with --size")
+            raise SeptoolError(
+                f"{init}: its encoder is not of size {config.size!r}; pass its size ({argument('size')})"
+            )
         base = (start.encoder, dict(start.model.decoders))
     return Trainer(config, dbs, Path(out_dir), progress, base=base, decoder_widths=widths).run(resume=resume)
 
@@ -532,7 +540,9 @@ def evaluate(
     scores per window), which ``report`` puts beside other models' reports.
     """
     if (musdb is None) == (data is None):
-        raise SeptoolError("give either a MUSDB18 folder (--musdb) or a database in another format (--data)")
+        raise SeptoolError(
+            f"give either a MUSDB18 folder ({argument('musdb')}) or a database in any format ({argument('data')})"
+        )
     if jobs < 1:
         raise SeptoolError(f"jobs must be at least 1, got {jobs}")
     check_writable(out_dir)
@@ -661,15 +671,20 @@ def add_decoder(
         if missing and not force:
             raise SeptoolError(
                 "fine-tuning the encoder without the other sources' databases would degrade their decoders; "
-                f"give --data SOURCE=PATH for {', '.join(missing)}, use --encoder frozen, or --force"
+                f"give {argument('other_data')} for {', '.join(missing)}, use {argument('encoder', 'frozen')}, "
+                f"or {argument('force', True)}"
             )
         if out_dir is None:
             out_dir = finetuned_folder(name)
         protected = [Path(base.files["encoder"]).parent.resolve()]
         if Path(out_dir).resolve() in protected:
-            raise SeptoolError(f"{out_dir}: would overwrite the model being fine-tuned; choose another --out")
+            raise SeptoolError(
+                f"{out_dir}: would overwrite the model being fine-tuned; choose another {argument('out_dir')}"
+            )
     elif other_data:
-        raise SeptoolError("--data SOURCE=PATH for other sources is only used with --encoder finetune")
+        raise SeptoolError(
+            f"{argument('other_data')} (other sources' databases) is only used with {argument('encoder', 'finetune')}"
+        )
     specs = {s: reg.get(s) for s in other_data}
     dbs = from_folders(
         {name: Path(data), **{s: Path(p) for s, p in other_data.items()}},
@@ -702,7 +717,7 @@ def add_decoder(
     trained = load_encoder(out_dir / ENCODER_FILE)
     for source in base.sources:
         if source not in dbs.sources:  # --force: kept as they were, now bound to the new encoder
-            provenance = {"note": "encoder fine-tuned without this source's data (--force)"}
+            provenance = {"note": "encoder fine-tuned without this source's data (force)"}
             save_decoder(out_dir / decoder_file(source), source, decoders[source], trained, provenance)
     plugin = write_local_plugin(name, description or f"{name} (added with septool add-decoder)", None)
     reset_plugins()

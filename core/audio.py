@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from .errors import SeptoolError
+from .errors import SeptoolError, argument
 from .files import usual_mode, write_failure
 from .mp3frames import layer3_samples
 
@@ -220,7 +220,9 @@ def check_output_format(fmt: str, bits: str) -> str:
     if bits not in OUTPUT_SUBTYPES:
         raise SeptoolError(f"unknown bit depth {bits!r}; choose one of {', '.join(OUTPUT_SUBTYPES)}")
     if fmt == "flac" and bits == "32f":
-        raise SeptoolError("FLAC cannot store 32-bit float; use --bits 16 or 24, or --format wav")
+        raise SeptoolError(
+            f"FLAC cannot store 32-bit float; use {argument('bits', '16')} or 24, or {argument('fmt', 'wav')}"
+        )
     return OUTPUT_SUBTYPES[bits]
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .datasets import MUSDB_STEMS
-from .errors import SeptoolError
+from .errors import SeptoolError, argument
 from .evaluation import evaluate_tracks, evaluation_tracks, write_results
 from .network import count_parameters
 from .plugin_manager import registry
@@ -133,7 +133,7 @@ def evaluate_configurations(
         if size == "encoder+" and not _has_wider_size(out_dir):
             continue
         if not (folder / TRAINING_FILE).exists():
-            raise SeptoolError(f"{folder}: no trained {name} configuration (train it with --stage train)")
+            raise SeptoolError(f"{folder}: no trained {name} configuration (train it: {argument('stage', 'train')})")
         training = json.loads((folder / TRAINING_FILE).read_text())
         if procedure == "independent":
             models = {s: load_model(folder / s, [s]) for s in MUSDB_STEMS}
@@ -202,18 +202,20 @@ def run_paper_experiment(
     base = base or TrainConfig()
     if stage != "evaluate":
         if musdb is None:
-            raise SeptoolError("training needs a MUSDB18-shaped folder (--musdb)")
+            raise SeptoolError(f"training needs a MUSDB18-shaped folder ({argument('musdb')})")
         spec = registry().backbone(base.backbone)
         sizes = sizes or {"encoder": spec.default_size, "encoder+": spec.wider_size}
         train_configurations(out_dir, Path(musdb), base, sizes, parallel, progress)
         if stage == "train":
             return []
     if eval_musdb is None and musdb is None:
-        raise SeptoolError("evaluation needs a MUSDB18-shaped folder (--eval-musdb or --musdb)")
+        raise SeptoolError(
+            f"evaluation needs a MUSDB18-shaped folder ({argument('eval_musdb')} or {argument('musdb')})"
+        )
     return evaluate_configurations(out_dir, Path(eval_musdb or musdb), subset, base.device, progress, jobs)
 
 
-def table_rows(rows: list[Row], metric: str) -> list[list[str]]:
+def paper_table_rows(rows: list[Row], metric: str) -> list[list[str]]:
     """For one metric: ours and the paper's value per source, as printable cells."""
     out = []
     for row in rows:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SeptoolError
+from ..errors import SeptoolError, argument
 from .compose import EXTRA_PROGRAMS, STEMS, compose
 from .layout import LAYOUTS, song_folders, write_song
 from .render import check_tools, render_song
@@ -82,7 +82,8 @@ def _check(hours, sources, extras, layout, soundfonts, subset, jobs) -> list[Sou
     paths = list(soundfonts) if soundfonts else installed_soundfonts()
     if not paths:
         raise SeptoolError(
-            "no soundfont found; install one (Debian: apt-get install timgm6mb-soundfont) or pass --soundfont"
+            "no soundfont found; install one (Debian: apt-get install timgm6mb-soundfont) or pass "
+            f"{argument('soundfonts')}"
         )
     loaded = [load_soundfont(p) for p in paths]
     if not any(not s.drums_only for s in loaded):
