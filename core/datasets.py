@@ -260,8 +260,9 @@ def load_track(files: TrackFiles, stems: Sequence[str], cache: AudioCache, probl
     recordings = {n: files.stems[n] for n in stems}
     if files.mixture is not None:
         recordings = {"mixture": files.mixture, **recordings}
-    arrays = {n: _load(cache, r, problems) for n, r in recordings.items()}
-    if any(a is None for a in arrays.values()):
+    decoded = {n: _load(cache, r, problems) for n, r in recordings.items()}
+    arrays = {n: a for n, a in decoded.items() if a is not None}
+    if len(arrays) < len(decoded):
         return None
     lengths = {n: a.shape[1] for n, a in arrays.items()}
     if len(set(lengths.values())) > 1:
@@ -372,7 +373,7 @@ def from_musdb(
         track = load_track(files, sources, cache, problems)
         if track is not None:
             tracks.append(track)
-    if problems:
+    if problems or fmt is None:  # no format: its problem is listed
         raise DatabaseError(problems)
     dbs = Databases(origin={s: f"{fmt.name}:{root}" for s in sources})
     if simultaneous:
@@ -402,7 +403,8 @@ def from_folders(
         root = Path(root)
         fmt, listed = list_database(root, formats, problems, "train", accepted[source], data_format)
         target = targets[source]
-        tracks, material = [], []
+        tracks: list[Track] = []
+        material: list[Track] = []
         for files in listed:
             if files.mixture is not None and target not in files.stems:
                 problems.append(f"{files.where}: no {target} audio file")
@@ -414,7 +416,7 @@ def from_folders(
             tracks = [t for t in material if target in t.stems]
             if not tracks:
                 problems.append(f"{root}: no track has a {target} stem")
-        if not tracks:
+        if not tracks or fmt is None:
             continue
         train, valid = split_tracks(tracks, valid_fraction, _source_rng(seed, source))
         dbs.train[source] = SourceDatabase(source, target, train, material)

@@ -183,8 +183,12 @@ def _read_track(files: TrackFiles, sources: tuple[str, ...], complete: bool) -> 
     references = {s: files.stems[s].read() for s in sources}
     if files.mixture is not None:
         mixture = files.mixture.read()
-    else:
-        mixture = sum(references[s] if s in references else files.stems[s].read() for s in files.stems)
+    else:  # stems without a mixture: their sum is the mixture
+        stems = {s: references[s] if s in references else files.stems[s].read() for s in files.stems}
+        if len({a.shape[1] for a in stems.values()}) > 1:
+            detail = ", ".join(f"{s} {a.shape[1]}" for s, a in stems.items())
+            raise SeptoolError(f"{files.where}: its stems differ in length ({detail} samples)")
+        mixture = np.sum(list(stems.values()), axis=0)
     lengths = {n: a.shape[1] for n, a in {"mixture": mixture, **references}.items()}
     for s in sources:
         if lengths[s] != lengths["mixture"]:

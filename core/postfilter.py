@@ -135,7 +135,7 @@ class PostFilter:
         set's first-pass result over the whole recording (``statistics(...)``), or ``None``."""
         import torch
 
-        filtered = {}
+        filtered: dict[str, torch.Tensor] = {}
         for members in self.stem_sets:
             magnitudes = torch.stack([estimates[s].float() for s in members])
             share = self.spec.apply(magnitudes, mixture, (statistics or {}).get(members), self.iterations)

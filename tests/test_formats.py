@@ -1,6 +1,7 @@
 """Dataset formats as registered units: one listing read by training and evaluation alike."""
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ from septool import AudioPath, DatasetFormat, DatasetSpec, SeptoolError, SourceS
 from septool.datasets import AudioCache, from_folders, from_musdb
 from septool.evaluation import evaluation_tracks
 from septool.plugin_manager import registered, registry
+
+MUSDB_STEM_MP4 = Path(__file__).parent / "data" / "museval-reference" / "MUSDB18-7-SAMPLE"
 
 RATE = 44100
 
@@ -56,6 +59,18 @@ def test_builtin_formats_are_detected_and_exclude_each_other(musdb_sample, tmp_p
     assert registry().format_providers["csv"] == "formats"
     with pytest.raises(SeptoolError, match="unknown dataset format 'flac'; known formats: musdb, musdb-hq, pairs"):
         evaluation_tracks(pairs, ["guitar"], data_format="flac")
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="musdb decodes .stem.mp4 through ffmpeg")
+def test_musdb18_stem_mp4_reads_for_evaluation_and_training(tmp_path):
+    (ref,) = evaluation_tracks(MUSDB_STEM_MP4, ["vocals", "drums", "bass", "other"], "train")
+    track = ref.read()
+    assert track.name == "Music Delta - 80s Rock" and track.complete
+    assert track.mixture.shape == (2, 300032) and all(r.shape == (2, 300032) for r in track.references.values())
+    dbs = from_musdb(MUSDB_STEM_MP4, ["vocals", "bass"], False, 0, 0.15, AudioCache(tmp_path / "cache"))
+    assert dbs.origin["bass"] == f"musdb:{MUSDB_STEM_MP4}"
+    (train,) = dbs.train["vocals"].tracks
+    assert np.abs(train.stems["vocals"][:, :1000] / 32767.0 - track.references["vocals"][:, :1000]).max() < 1e-4
 
 
 def test_a_csv_list_reads_as_its_pair_folders_for_training_and_evaluation(tmp_path):
@@ -108,6 +123,13 @@ def test_stem_folders_are_evaluated_against_the_sum_of_their_stems(tmp_path):
     assert not track.complete  # bass is not evaluated, so the references do not add up to the mixture
     (ref,) = evaluation_tracks(tmp_path / "stems", ["guitar", "bass"])
     assert ref.read().complete
+    bass, _ = sf.read(stems / "bass.wav", dtype="float32")
+    sf.write(stems / "bass.wav", bass[:-100], RATE, subtype="FLOAT")
+    (ref,) = evaluation_tracks(tmp_path / "stems", ["guitar"])
+    with pytest.raises(
+        SeptoolError, match=f"^{stems}: its stems differ in length \\(bass 88100, guitar 88200 samples\\)$"
+    ):
+        ref.read()
 
 
 class FlatFormat:
