@@ -159,7 +159,7 @@ def evaluation_tracks(
 
     A song without a mixture (stem folders) is scored against the sum of its stems."""
     problems: list[str] = []
-    fmt, listed = list_database(Path(root), formats or registry().formats, problems, subset, data_format=data_format)
+    _, listed = list_database(Path(root), formats or registry().formats, problems, subset, data_format=data_format)
     if problems:
         raise DatabaseError(problems)
     if not listed:

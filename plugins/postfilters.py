@@ -1,30 +1,15 @@
 """Built-in post-filters: soft masks and the multichannel Wiener filter (``septool.wiener``)."""
 
 from septool import PostFilterSpec, hookimpl
+from septool.wiener import SpatialCovariances, covariance_sums, softmask, wiener
 
 
 def _softmask(magnitudes, mixture, statistics, iterations):
-    from septool.wiener import softmask
-
     return softmask(magnitudes, mixture)
 
 
 def _wiener(magnitudes, mixture, covariances, iterations):
-    from septool.wiener import wiener
-
     return wiener(magnitudes, mixture, iterations, covariances)
-
-
-def _covariance_sums(magnitudes, mixture):
-    from septool.wiener import covariance_sums
-
-    return covariance_sums(magnitudes, mixture)
-
-
-def _covariances(sums):
-    from septool.wiener import SpatialCovariances
-
-    return SpatialCovariances.from_sums(sums)
 
 
 @hookimpl
@@ -35,8 +20,8 @@ def register_postfilters(register):
             "wiener",
             "multichannel Wiener filter (EM), spatial covariances of the whole recording first",
             _wiener,
-            first_pass=_covariance_sums,
-            statistics=_covariances,
+            first_pass=covariance_sums,
+            statistics=SpatialCovariances.from_sums,
             iterative=True,
         )
     )
