@@ -75,11 +75,11 @@ def measure(procedure: str, precision: str, root: Path, cache: AudioCache, out: 
     def step(data):
         if procedure == "simultaneous":
             mixture, targets = data
-            trainer._step_simultaneous(
+            trainer.steps.joint_step(
                 mixture.to(trainer.device), {s: t.to(trainer.device) for s, t in targets.items()}
             )
         else:
-            trainer._step_source("vocals", *(t.to(trainer.device) for t in data), step_encoder=not frozen)
+            trainer.steps.source_step("vocals", *(t.to(trainer.device) for t in data))
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
 

@@ -9,6 +9,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from .backbones import DEFAULT_BACKBONE
 from .errors import SeptoolError
 from .store import write_safetensors
 
@@ -50,6 +51,7 @@ class Checkpoint:
     def __init__(self, path: Path):
         from safetensors import safe_open
 
+        self.path = path
         try:
             self.tensors = load_file(str(path))
             with safe_open(str(path), "pt") as handle:
@@ -74,3 +76,36 @@ class Checkpoint:
                 index, field = key[len(prefix) :].split(".", 1)
                 state.setdefault(int(index), {})[field] = value
         optimizer.load_state_dict({"state": state, "param_groups": self.groups[f"optim.{name}"]})
+
+    def check_fits(self, procedure: str, sources: list[str], backbone: str, size: str | None) -> None:
+        """Refuse, naming both, a checkpoint of another procedure, sources, backbone or size."""
+        head, path = self.header, self.path
+        if head["sources"] != sources or head["config"]["procedure"] != procedure:
+            raise SeptoolError(
+                f"{path}: checkpoint was trained with {head['config']['procedure']} on {', '.join(head['sources'])}; "
+                f"this run asks for {procedure} on {', '.join(sources)}"
+            )
+        trained = (head["config"].get("backbone", DEFAULT_BACKBONE), head["config"].get("size"))
+        if trained != (backbone, size):
+            raise SeptoolError(
+                f"{path}: checkpoint is of backbone {trained[0]!r}, size {trained[1]!r}; this run asks for "
+                f"{backbone!r}, size {size!r}"
+            )
+
+    def restore(
+        self,
+        networks: dict[str, torch.nn.Module],
+        encoder_opts: dict[str, torch.optim.Optimizer],
+        decoder_opts: dict[str, torch.optim.Optimizer],
+    ) -> None:
+        """Load the networks' weights and the optimizers' states saved under their keys."""
+        try:
+            for key, net in networks.items():
+                net.load_state_dict(self.module_state(key))
+        except RuntimeError as err:
+            reason = str(err).strip().splitlines()[-1].strip()
+            raise SeptoolError(f"{self.path}: checkpoint does not fit this run's networks ({reason})") from None
+        for key, opt in encoder_opts.items():
+            self.load_optimizer(f"encoder.{key}", opt)
+        for key, opt in decoder_opts.items():
+            self.load_optimizer(f"decoder.{key}", opt)

@@ -1,17 +1,13 @@
-"""Training the shared model on independent databases: the paper's four procedures (§3, §4.3).
+"""Training the shared model on independent databases with one of the paper's four procedures.
 
-- ``interleaved`` (Algorithm 1): each epoch, every source's database is subsampled at random to
-  the number of batches of the smallest one; batches alternate over the sources in a random
-  non-repeating order; each step updates the encoder and that source's decoder.
-- ``interleaved-acc`` (Algorithm 2): the same rounds, but encoder gradients are summed over one
-  batch of every source and the encoder steps once per round; decoders step after their batch.
-- ``simultaneous``: one database whose tracks have every target; the four losses are summed.
-- ``independent``: one full network (encoder and decoder) per source.
-
-L1 loss on normalized magnitudes, Adam, early stopping on the validation loss with the best
-weights kept. A checkpoint is written atomically after every epoch; ``resume`` continues from it
-and reaches the same weights as an uninterrupted run (all randomness is drawn per epoch from the
-seed). Under ``torchrun`` every process trains on its own crops and gradients are averaged.
+The procedures themselves are units of procedures.py; this module runs one: it builds the
+networks (from scratch, or from a trained model for transfer), fits the input normalization,
+and loops over epochs with early stopping on the validation loss (the best weights kept). L1
+loss on normalized magnitudes and Adam by default, as in the paper (§4.2). A checkpoint is
+written atomically after every epoch; ``resume`` continues from it and reaches the same weights
+as an uninterrupted run (all randomness is drawn per epoch from the seed). Under ``torchrun``
+every process trains on its own shard of each batch under DistributedDataParallel
+(distributed.py).
 """
 
 from __future__ import annotations
@@ -20,43 +16,32 @@ import contextlib
 import copy
 import json
 import math
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from .augment import Augmentation
 from .backbones import DEFAULT_BACKBONE, BackboneSpec
 from .checkpoint import CHECKPOINT_FILE, Checkpoint, save_checkpoint
 from .datasets import Databases
+from .devices import resolve_device, resolve_precision
+from .distributed import Distributed
 from .errors import SeptoolError
 from .files import atomic_path, write_failure
 from .network import SharedModel
 from .plugin_manager import registry
-from .separator import resolve_device, resolve_precision
+from .procedures import PROCEDURES, Epoch
 from .spectral import Spectrogram, model_magnitude
+from .steps import LOSSES, RAW_LOSSES, Steps
 from .store import ENCODER_FILE, StoredEncoder, decoder_file, save_decoder, save_encoder
+from .validation import BestWeights, Validation, Weights
 
 Module = torch.nn.Module
-
-PROCEDURES = ("interleaved", "interleaved-acc", "simultaneous", "independent")
 METRICS_FILE = "metrics.jsonl"
-
-
-LOSSES = {
-    "l1": torch.nn.functional.l1_loss,
-    "mse": torch.nn.functional.mse_loss,
-    "mse-raw": torch.nn.functional.mse_loss,
-}
-# Losses read on the magnitudes themselves, not on the per-bin normalized ones the network works in:
-# each bin then counts by its energy, as SDR counts it, where the normalized losses weigh every bin
-# alike (a quiet high bin as much as a loud bass bin).
-RAW_LOSSES = {"mse-raw"}
 
 
 @dataclass
@@ -66,7 +51,7 @@ class TrainConfig:
     procedure: str = "interleaved"
     backbone: str = DEFAULT_BACKBONE
     size: str | None = None  # one of the backbone's sizes; None: its default (the unet's: "encoder")
-    batch_size: int = 32
+    batch_size: int = 32  # per process: under torchrun a step trains on batch_size x processes patches
     lr: float = 2e-4
     max_epochs: int = 1000
     patience: int = 30
@@ -120,50 +105,6 @@ class TrainResult:
 Progress = Callable[[dict], None]
 
 
-class Distributed:
-    """torch.distributed when launched by torchrun (WORLD_SIZE > 1), a no-op otherwise."""
-
-    def __init__(self, device: torch.device):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def broadcast(self, module: torch.nn.Module) -> None:
-        if self.world > 1:
-            for tensor in module.state_dict().values():
-                dist.broadcast(tensor, 0)
-
-    def check_in_step(self, modules) -> None:
-        """Refuse to write a model if the processes' weights have drifted apart."""
-        if self.world > 1:
-            total = torch.stack([p.detach().double().sum() for m in modules for p in m.parameters()]).sum()
-            low, high = total.clone(), total.clone()
-            dist.all_reduce(low, dist.ReduceOp.MIN)
-            dist.all_reduce(high, dist.ReduceOp.MAX)
-            if not torch.isclose(low, high, rtol=1e-9, atol=1e-9):
-                raise SeptoolError(f"distributed training diverged: weight sums range {float(low)} to {float(high)}")
-
-    def any(self, flag: bool) -> bool:
-        """Whether ``flag`` holds on any process (so that every process stops at the same step)."""
-        if self.world == 1:
-            return flag
-        value = torch.tensor([float(flag)])
-        dist.all_reduce(value, dist.ReduceOp.MAX)
-        return bool(value.item())
-
-    def average_gradients(self, parameters) -> None:
-        if self.world > 1:
-            for param in parameters:
-                if param.grad is not None:
-                    dist.all_reduce(param.grad)
-                    param.grad /= self.world
-
-
 class Trainer:
     """Trains a shared model (or independent networks) on ``databases`` into ``out_dir``."""
 
@@ -173,6 +114,7 @@ class Trainer:
         databases: Databases,
         out_dir: Path,
         progress: Progress | None = None,
+        *,
         base: tuple[StoredEncoder, dict[str, Module]] | None = None,
         frozen: bool = False,
         decoder_widths: dict[str, tuple[int, ...]] | None = None,
@@ -185,6 +127,7 @@ class Trainer:
         self.base, self.frozen = base, frozen
         self.decoder_widths = decoder_widths or {}  # a plugin's own widths (SourceSpec.decoder_widths)
         self.config = config
+        self.procedure = PROCEDURES[config.procedure]
         self.backbone: BackboneSpec = registry().backbone(config.backbone)
         if base is not None and base[0].backbone != config.backbone:
             raise SeptoolError(
@@ -194,22 +137,24 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.progress = progress
         self.sources = databases.sources
-        self.device = resolve_device(config.device)
-        self.dist = Distributed(self.device)
-        precision = resolve_precision(config.precision, self.device)
+        self.dist = Distributed(resolve_device(config.device))
+        self.device = self.dist.device
+        self.precision = resolve_precision(config.precision, self.device)
         self.autocast = (
             (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16))
-            if precision == "bf16"
+            if self.precision == "bf16"
             else contextlib.nullcontext
         )
-        self.precision = precision
         self.augment = Augmentation(remix=config.remix) if config.augment else None
         self.spectrogram = Spectrogram(self.backbone.stft).to(self.device)
-        self._build()
+        self.networks = self._build()
+        self.steps = Steps(
+            self.networks, self.spectrogram, self.dist, lr=config.lr, loss=config.loss, autocast=self.autocast,
+            frozen=frozen,
+        )  # fmt: skip
+        self.validation = Validation(self.dbs, config.valid_patches, config.seed)
         self.epoch = 0
-        self.best = {"loss": float("inf"), "epoch": 0, "state": None}
-        self.bad_epochs = 0
-        self.encoder_steps = 0
+        self.best = BestWeights()
         self.patches_seen = 0
         self.history: list[dict] = []
         self.seconds = 0.0
@@ -219,9 +164,10 @@ class Trainer:
         self.initial_valid: dict[str, float] = {}
 
     # --- model -------------------------------------------------------------------------------------
-    def _build(self) -> None:
+    def _build(self) -> dict[str, SharedModel]:
         torch.manual_seed(self.config.seed)
         size = self.backbone.size(self.config.size)
+        networks = {}
         if self.base is not None:
             stored, trained = self.base
             encoder = copy.deepcopy(stored.encoder)
@@ -230,50 +176,47 @@ class Trainer:
                 s: copy.deepcopy(trained[s]) if s in trained else self._decoder(s, encoder, default)
                 for s in self.sources
             }
-            self.networks = {"shared": SharedModel(encoder, decoders, self.backbone.stft)}
+            networks["shared"] = SharedModel(encoder, decoders, self.backbone.stft)
             if self.frozen:
                 encoder.requires_grad_(False)
         else:
-            groups = [[s] for s in self.sources] if self.config.procedure == "independent" else [self.sources]
-            self.networks = {}
-            for group in groups:
+            for key, group in self.procedure.networks(self.sources).items():
                 encoder = self.backbone.build_encoder(size["encoder"])
                 decoders = {s: self._decoder(s, encoder, size["decoder"]) for s in group}
-                key = group[0] if self.config.procedure == "independent" else "shared"
-                self.networks[key] = SharedModel(encoder, decoders, self.backbone.stft)
-        for net in self.networks.values():
+                networks[key] = SharedModel(encoder, decoders, self.backbone.stft)
+        for net in networks.values():
             net.to(self.device, memory_format=torch.channels_last)  # about 1.5x faster convolutions on CPU
-            self.dist.broadcast(net)
-        lr = self.config.lr
-        self.encoder_opts = {
-            k: torch.optim.Adam(n.encoder.parameters(), lr=lr) for k, n in self.networks.items() if not self.frozen
-        }
-        self.decoder_opts = {s: torch.optim.Adam(self.decoder(s).parameters(), lr=lr) for s in self.sources}
+        return networks
 
     def _decoder(self, source: str, encoder: Module, default: dict) -> Module:
         widths = self.decoder_widths.get(source)  # a plugin's own widths arrive as the config {"widths": [...]}
         return self.backbone.build_decoder(encoder.config, {"widths": list(widths)} if widths else default)
 
-    def network_key(self, source: str) -> str:
-        return source if self.config.procedure == "independent" else "shared"
-
     def encoder(self, source: str) -> Module:
-        return self.networks[self.network_key(source)].encoder
+        return self.steps.encoder(source)
 
     def decoder(self, source: str) -> Module:
-        return self.networks[self.network_key(source)].decoders[source]
+        return self.networks[self.steps.network_of[source]].decoders[source]
+
+    @property
+    def encoder_opts(self) -> dict[str, torch.optim.Optimizer]:
+        return self.steps.encoder_opts
+
+    @property
+    def decoder_opts(self) -> dict[str, torch.optim.Optimizer]:
+        return self.steps.decoder_opts
+
+    @property
+    def encoder_steps(self) -> int:
+        return self.steps.encoder_steps
 
     # --- data --------------------------------------------------------------------------------------
-    def _magnitudes(self, audio: torch.Tensor, encoder: Module) -> torch.Tensor:
-        magnitude = encoder.normalize(model_magnitude(self.spectrogram(audio.to(self.device))))
-        return magnitude.contiguous(memory_format=torch.channels_last)
-
-    def _fit_normalization(self) -> None:
+    def fit_normalization(self) -> None:
         """Per-bin standard deviation of the training mixtures' magnitudes (paper §2.2)."""
         rng = np.random.default_rng([self.config.seed, 7])
-        for key, net in self.networks.items():
+        for net in self.networks.values():
             dbs = [self.dbs.simultaneous[0]] if self.dbs.simultaneous else [
-                self.dbs.train[s] for s in self.sources if key in ("shared", s)
+                self.dbs.train[s] for s in net.decoders
             ]  # fmt: skip
             bins = self.backbone.stft.bins
             total, square, count = torch.zeros(bins), torch.zeros(bins), 0
@@ -287,128 +230,31 @@ class Trainer:
             std = (square / count - (total / count) ** 2).clamp_min(0).sqrt()
             net.encoder.bin_std.copy_(std.clamp_min(1e-2 * float(std.median()) + 1e-8))
 
-    def _validation_sets(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        rng = np.random.default_rng([self.config.seed, 11])
-        count = self.config.valid_patches
-        if self.dbs.simultaneous:
-            valid = self.dbs.simultaneous[1]
-            mixture, targets = valid.sample(rng, valid.epoch_plan(rng, count))
-            return {s: (mixture, targets[s]) for s in self.sources}
-        sets = {}
-        for source in self.sources:
-            valid = self.dbs.valid[source]
-            sets[source] = valid.sample(rng, valid.epoch_plan(rng, count))
-        return sets
-
     def batches_per_epoch(self) -> int:
-        batch = self.config.batch_size
-        if self.dbs.simultaneous:
-            n = self.dbs.simultaneous[0].patches // batch
-        else:
-            n = min(self.dbs.train[s].patches for s in self.sources) // batch
-        n = max(1, n)
+        """Rounds per epoch: the procedure's patches over the global batch (every process's)."""
+        n = max(1, self.procedure.batches(self.dbs) // (self.config.batch_size * self.dist.world))
         return min(n, self.config.batches_per_epoch) if self.config.batches_per_epoch else n
 
-    # --- steps -------------------------------------------------------------------------------------
-    def _loss(self, source: str, mixture: torch.Tensor, target: torch.Tensor, features=None) -> torch.Tensor:
-        encoder = self.encoder(source)
-        x = self._magnitudes(mixture, encoder)
-        y = self._magnitudes(target, encoder)
-        with self.autocast():
-            if features is None and self.frozen:
-                with torch.no_grad():
-                    features = encoder(x)
-            estimate = self.decoder(source)(features if features is not None else encoder(x))
-        return self._criterion(estimate.float(), y, encoder)
-
-    def _criterion(self, estimate: torch.Tensor, target: torch.Tensor, encoder: Module) -> torch.Tensor:
-        if self.config.loss in RAW_LOSSES:
-            scale = encoder.bin_std[:, None]
-            estimate, target = estimate * scale, target * scale
-        return LOSSES[self.config.loss](estimate, target)
-
-    def _step_source(self, source: str, mixture, target, step_encoder: bool) -> float:
-        key = self.network_key(source)
-        self.decoder_opts[source].zero_grad(set_to_none=True)
-        if step_encoder:
-            self.encoder_opts[key].zero_grad(set_to_none=True)
-        loss = self._loss(source, mixture, target)
-        loss.backward()
-        self.dist.average_gradients(self.decoder(source).parameters())
-        self.decoder_opts[source].step()
-        if step_encoder:
-            self.dist.average_gradients(self.encoder(source).parameters())
-            self.encoder_opts[key].step()
-            self.encoder_steps += 1
-        return loss.item()
-
-    def _step_simultaneous(self, mixture, targets) -> dict[str, float]:
-        net = self.networks["shared"]
-        for opt in [*self.encoder_opts.values(), *self.decoder_opts.values()]:
-            opt.zero_grad(set_to_none=True)
-        x = self._magnitudes(mixture, net.encoder)
-        with self.autocast():
-            features = net.encoder(x)
-        losses = {s: self._loss(s, mixture, targets[s], features) for s in self.sources}
-        sum(losses.values()).backward()
-        self.dist.average_gradients(net.parameters())
-        for opt in [*self.encoder_opts.values(), *self.decoder_opts.values()]:
-            opt.step()
-        self.encoder_steps += 1
-        return {s: v.item() for s, v in losses.items()}
-
+    # --- an epoch ----------------------------------------------------------------------------------
     def _train_epoch(self) -> dict[str, float]:
-        cfg = self.config
-        rng = np.random.default_rng([cfg.seed, self.epoch, self.dist.rank])
-        order_rng = np.random.default_rng([cfg.seed, self.epoch, 1_000_003])  # the same on every rank
-        n_batches, batch = self.batches_per_epoch(), cfg.batch_size
         for net in self.networks.values():
             net.train()
             if self.frozen:
                 net.encoder.eval()  # its BatchNorm statistics stay as trained
-        sums = dict.fromkeys(self.sources, 0.0)
-        if self.dbs.simultaneous:
-            train = self.dbs.simultaneous[0]
-            plan = train.epoch_plan(rng, n_batches * batch)
-            done = 0
-            for b in range(n_batches):
-                mixture, targets = train.sample(rng, plan[b * batch : (b + 1) * batch], self.augment, self.device)
-                for s, value in self._step_simultaneous(mixture, targets).items():
-                    sums[s] += value
-                self.patches_seen += batch
-                done = b + 1
-                self._report(done, n_batches, sums)
-                if self.out_of_time():
-                    break
-            return {s: v / done for s, v in sums.items()}
-        plans = {s: self.dbs.train[s].epoch_plan(rng, n_batches * batch) for s in self.sources}
-        accumulate = cfg.procedure == "interleaved-acc" and not self.frozen
-        self.last_orders = []
-        done = 0
-        for b in range(n_batches):
-            order = [self.sources[i] for i in order_rng.permutation(len(self.sources))]
-            self.last_orders.append(order)
-            if accumulate:
-                self.encoder_opts["shared"].zero_grad(set_to_none=True)
-            for source in order:
-                mixture, target = self.dbs.train[source].sample(
-                    rng, plans[source][b * batch : (b + 1) * batch], self.augment, self.device
-                )
-                step_encoder = not accumulate and not self.frozen
-                sums[source] += self._step_source(source, mixture, target, step_encoder)
-                self.patches_seen += batch
-            if accumulate:
-                self.dist.average_gradients(self.encoder(self.sources[0]).parameters())
-                self.encoder_opts["shared"].step()
-                self.encoder_steps += 1
-            done = b + 1
-            self._report(done, n_batches, sums)
-            if self.out_of_time():
-                break
-        return {s: v / done for s, v in sums.items()}
+        rounds = self.batches_per_epoch()
+
+        def after_round(done: int, sums: dict[str, float]) -> bool:
+            self._report(done, rounds, sums)
+            return self.out_of_time()
+
+        epoch = Epoch(self.dbs, rounds, self.config.batch_size, self.config.seed, self.epoch, self.dist, self.augment,
+                      after_round)  # fmt: skip
+        losses = self.procedure.train_epoch(epoch, self.steps)
+        self.last_orders, self.patches_seen = epoch.orders, self.patches_seen + epoch.patches
+        return self.dist.mean(losses)
 
     @contextlib.contextmanager
-    def _epoch_torch_seed(self):
+    def _epoch_torch_seed(self) -> Iterator[None]:
         """torch's random stream (dropout) seeded per epoch, as the crops are, so that a resumed run
         draws what an uninterrupted one would; the caller's stream is restored afterwards."""
         devices = [self.device] if self.device.type == "cuda" else []
@@ -434,34 +280,11 @@ class Trainer:
         self.valid_seconds = time.perf_counter() - start
         return losses
 
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
+        """Each source's validation loss (rank 0's, on every process: they decide together)."""
         for net in self.networks.values():
             net.eval()
-        losses = {}
-        for source, (mixture, target) in self.valid_sets.items():
-            values = []
-            for i in range(0, mixture.shape[0], self.config.batch_size):
-                chunk = slice(i, i + self.config.batch_size)
-                values.append(float(self._loss(source, mixture[chunk], target[chunk])) * mixture[chunk].shape[0])
-            losses[source] = sum(values) / mixture.shape[0]
-        return losses
-
-    def _silence_losses(self) -> dict[str, float]:
-        """Each source's validation loss for an all-zero estimate: the scale its losses are read on.
-
-        Sources differ in loudness, and under MSE by an order of magnitude (drums' transients), so
-        the mean of raw losses would pick epochs for the loudest source alone."""
-        silence = {}
-        with torch.no_grad():
-            for source, (_, target) in self.valid_sets.items():
-                y = self._magnitudes(target, self.encoder(source))
-                silence[source] = max(float(self._criterion(torch.zeros_like(y), y, self.encoder(source))), 1e-12)
-        return silence
-
-    def relative(self, losses: dict[str, float]) -> float:
-        """Mean over sources of the validation loss as a fraction of silence's (1.0: no better)."""
-        return float(np.mean([losses[s] / self.silence[s] for s in losses]))
+        return self.dist.agree(self.validation.losses(self.steps.loss, self.config.batch_size))
 
     def _report(self, step: int, steps: int, sums: dict[str, float]) -> None:
         if self.progress and self.dist.main:
@@ -470,21 +293,19 @@ class Trainer:
             )
 
     # --- state -------------------------------------------------------------------------------------
-    def _modules(self) -> dict:
-        return dict(self.networks)
-
     def save_checkpoint(self) -> None:
         if not self.dist.main:
             return
-        modules = self._modules()
-        if self.best["state"] is not None:
-            modules |= {f"best.{k}": v for k, v in self.best["state"].items()}
+        modules: dict = dict(self.networks)
+        if self.best.state is not None:
+            modules |= {f"best.{k}": v for k, v in self.best.state.items()}
         optimizers = {f"encoder.{k}": o for k, o in self.encoder_opts.items()}
         optimizers |= {f"decoder.{k}": o for k, o in self.decoder_opts.items()}
         header = {
-            "epoch": self.epoch, "best_loss": self.best["loss"], "best_epoch": self.best["epoch"],
-            "bad_epochs": self.bad_epochs, "encoder_steps": self.encoder_steps, "patches_seen": self.patches_seen,
-            "seconds": self.seconds, "history": self.history, "config": asdict(self.config), "sources": self.sources,
+            "epoch": self.epoch, "best_loss": self.best.loss, "best_epoch": self.best.epoch,
+            "bad_epochs": self.best.bad_epochs, "encoder_steps": self.encoder_steps,
+            "patches_seen": self.patches_seen, "seconds": self.seconds, "history": self.history,
+            "config": asdict(self.config), "sources": self.sources,
         }  # fmt: skip
         save_checkpoint(self.out_dir / CHECKPOINT_FILE, modules, optimizers, header)
 
@@ -493,39 +314,17 @@ class Trainer:
         if not path.exists():
             raise SeptoolError(f"{path}: no checkpoint to resume from")
         ckpt = Checkpoint(path)
+        ckpt.check_fits(self.config.procedure, self.sources, self.config.backbone, self.config.size)
+        ckpt.restore(self.networks, self.encoder_opts, self.decoder_opts)
         head = ckpt.header
-        if head["sources"] != self.sources or head["config"]["procedure"] != self.config.procedure:
-            raise SeptoolError(
-                f"{path}: checkpoint was trained with {head['config']['procedure']} on {', '.join(head['sources'])}; "
-                f"this run asks for {self.config.procedure} on {', '.join(self.sources)}"
-            )
-        trained = (head["config"].get("backbone", DEFAULT_BACKBONE), head["config"].get("size"))
-        if trained != (self.config.backbone, self.config.size):
-            raise SeptoolError(
-                f"{path}: checkpoint is of backbone {trained[0]!r}, size {trained[1]!r}; this run asks for "
-                f"{self.config.backbone!r}, size {self.config.size!r}"
-            )
-        try:
-            for key, net in self.networks.items():
-                net.load_state_dict(ckpt.module_state(key))
-        except RuntimeError as err:
-            reason = str(err).strip().splitlines()[-1].strip()
-            raise SeptoolError(f"{path}: checkpoint does not fit this run's networks ({reason})") from None
-        for key, opt in self.encoder_opts.items():
-            ckpt.load_optimizer(f"encoder.{key}", opt)
-        for key, opt in self.decoder_opts.items():
-            ckpt.load_optimizer(f"decoder.{key}", opt)
         best = {k: ckpt.module_state(f"best.{k}") for k in self.networks}
-        self.best = {
-            "loss": head["best_loss"],
-            "epoch": head["best_epoch"],
-            "state": best if all(best.values()) else None,
-        }
-        self.epoch, self.bad_epochs = head["epoch"], head["bad_epochs"]
-        self.encoder_steps, self.patches_seen = head["encoder_steps"], head["patches_seen"]
+        self.best = BestWeights(head["best_loss"], head["best_epoch"], best if all(best.values()) else None,
+                                head["bad_epochs"])  # fmt: skip
+        self.epoch, self.steps.encoder_steps, self.patches_seen = head["epoch"], head["encoder_steps"], head[
+            "patches_seen"]  # fmt: skip
         self.seconds, self.history = head["seconds"], head["history"]
 
-    def _snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
+    def _snapshot(self) -> Weights:
         return {k: {n: t.detach().clone() for n, t in net.state_dict().items()} for k, net in self.networks.items()}
 
     # --- the loop ----------------------------------------------------------------------------------
@@ -535,15 +334,14 @@ class Trainer:
             self.load_checkpoint()
         else:
             if self.base is None:  # a trained encoder keeps the normalization it was trained with
-                self._fit_normalization()
+                self.fit_normalization()
             if self.dist.main:
                 try:
                     self.out_dir.mkdir(parents=True, exist_ok=True)
                     (self.out_dir / METRICS_FILE).unlink(missing_ok=True)
                 except OSError as err:
                     raise write_failure(self.out_dir, err) from None
-        self.valid_sets = self._validation_sets()
-        self.silence = self._silence_losses()
+        self.validation.measure_silence(self.steps.silence_loss)
         started = time.perf_counter() - self.seconds
         self.deadline = started + 60 * cfg.max_minutes if cfg.max_minutes is not None else None
         if self.base is not None and not resume:
@@ -551,27 +349,23 @@ class Trainer:
             if set(self.sources) <= set(self.base[1]):
                 # fine-tuning a whole model: epoch 0 is the model we started from, so training
                 # never writes one that validates worse (a new decoder has no epoch 0 to keep)
-                self.best = {"loss": self.relative(self.initial_valid), "epoch": 0, "state": self._snapshot()}
+                self.best = BestWeights(self.validation.relative(self.initial_valid), 0, self._snapshot())
         stopped = "max epochs"
         try:
             while self.epoch < cfg.max_epochs:
                 if self.out_of_time():
                     stopped = "time budget"
                     break
-                if self.bad_epochs >= cfg.patience:
+                if self.best.patience_spent(cfg.patience):
                     stopped = "early stopping"
                     break
                 self.epoch += 1
                 with self._epoch_torch_seed():
                     train_losses = self._train_epoch()
                 valid_losses = self.timed_validation()
-                relative = self.relative(valid_losses)
+                relative = self.validation.relative(valid_losses)
                 self.seconds = time.perf_counter() - started
-                if relative < self.best["loss"]:
-                    self.best = {"loss": relative, "epoch": self.epoch, "state": self._snapshot()}
-                    self.bad_epochs = 0
-                else:
-                    self.bad_epochs += 1
+                self.best.offer(self.epoch, relative, self._snapshot)
                 record = {
                     "epoch": self.epoch, "train": train_losses, "valid": valid_losses, "valid_relative": relative,
                     "seconds": round(self.seconds, 2), "patches_seen": self.patches_seen,
@@ -595,23 +389,23 @@ class Trainer:
     def finish(self, stopped: str) -> TrainResult:
         """Write the model directory from the best weights (the current ones if none is better)."""
         self.dist.check_in_step(self.networks.values())
-        state = self.best["state"] or self._snapshot()
+        state = self.best.state or self._snapshot()
         if self.dist.main:
             for key, net in self.networks.items():
                 net.load_state_dict(state[key])
             self._write_model(stopped)
             plot_losses(self.history, self.out_dir / "loss.png", self.config.loss)
         return TrainResult(
-            self.out_dir, self.epoch, self.best["epoch"], self.best["loss"], stopped, self.history,
+            self.out_dir, self.epoch, self.best.epoch, self.best.loss, stopped, self.history,
             self.encoder_steps, self.patches_seen, self.seconds, self.initial_valid,
         )  # fmt: skip
 
     def _write_model(self, stopped: str) -> None:
-        scores = self.history[self.best["epoch"] - 1]["valid"] if self.best["epoch"] else self.initial_valid
+        scores = self.history[self.best.epoch - 1]["valid"] if self.best.epoch else self.initial_valid
         provenance = {
             "procedure": self.config.procedure, "backbone": self.config.backbone, "size": self.config.size,
             "epochs": self.epoch,
-            "best_epoch": self.best["epoch"], "stopped": stopped, "patches_seen": self.patches_seen,
+            "best_epoch": self.best.epoch, "stopped": stopped, "patches_seen": self.patches_seen,
             "seconds": round(self.seconds, 1), "device": str(self.device), "precision": self.precision,
             "seed": self.config.seed, "batch_size": self.config.batch_size, "lr": self.config.lr,
             "loss": self.config.loss, "remix": self.config.remix if self.augment else 0.0,
@@ -636,7 +430,7 @@ class Trainer:
                 )
             )
             for source, decoder in net.decoders.items():
-                score = {"valid_loss": scores.get(source), "silence_loss": self.silence.get(source)}
+                score = {"valid_loss": scores.get(source), "silence_loss": self.validation.silence.get(source)}
                 save_decoder(folder / decoder_file(source), source, decoder, bound, provenance, score)
 
 

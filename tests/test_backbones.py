@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import save_model, tiny_model, write_song
+from frames_backbone import FRAMES_STFT, FrameDecoder, FrameEncoder, FramesPlugin
 from test_trainer import _tensors, _toy_registry, sdr, tiny_config, toy  # noqa: F401 (toy: a fixture)
 from test_transfer import guitar_db, home, quick  # noqa: F401 (home: a fixture)
-from torch import nn
 
 import septool
 from septool import BackboneSpec, SeptoolError, hookimpl
 from septool.datasets import AudioCache, from_folders
-from septool.frontend import PAPER_STFT, PATCH_SAMPLES, StftSettings
+from septool.frontend import PAPER_STFT, PATCH_SAMPLES
 from septool.store import decoder_file, load_encoder
 from septool.trainer import Trainer
 
@@ -131,57 +131,6 @@ def test_training_from_a_model_of_another_backbone_is_refused(lstm_model_dir, mu
     with pytest.raises(SeptoolError, match="backbone 'lstm' has no size 'encoder\\+'; choose small, large, tiny"):
         quick(backbone="lstm", size="encoder+")
     assert septool.TrainConfig(backbone="lstm").size == "small"
-
-
-FRAMES_STFT = StftSettings(n_fft=512, hop=128, bins=256, patch_frames=33)  # patches of 4096 samples
-
-
-class FrameEncoder(nn.Module):
-    """A third party's backbone on its own front end: one linear layer per frame, a sigmoid mask
-    per source."""
-
-    def __init__(self, hidden: int, bins: int = FRAMES_STFT.bins):
-        super().__init__()
-        self.config = {"hidden": hidden}
-        self.register_buffer("bin_std", torch.ones(bins))
-        self.linear = nn.Linear(bins, hidden)
-
-    def normalize(self, magnitude):
-        return magnitude / self.bin_std[:, None]
-
-    def forward(self, normalized):
-        return normalized, torch.relu(self.linear(normalized.transpose(-1, -2)))
-
-
-class FrameDecoder(nn.Module):
-    def __init__(self, hidden: int, bins: int = FRAMES_STFT.bins):
-        super().__init__()
-        self.config = {"widths": [hidden]}
-        self.linear = nn.Linear(hidden, bins)
-
-    def forward(self, features):
-        mixture, frames = features
-        return torch.sigmoid(self.linear(frames)).transpose(-1, -2) * mixture
-
-
-class FramesPlugin:
-    def __init__(self, stft: StftSettings = FRAMES_STFT):
-        self.stft = stft
-
-    @hookimpl
-    def register_backbones(self, register):
-        bins = self.stft.bins
-        register(
-            BackboneSpec(
-                name="frames",
-                build_encoder=lambda config: FrameEncoder(config["hidden"], bins),
-                build_decoder=lambda encoder, config: FrameDecoder(encoder["hidden"], bins),
-                sizes={"tiny": {"encoder": {"hidden": 32}, "decoder": {"widths": [32]}}},
-                default_size="tiny",
-                description="per-frame masks",
-                stft=self.stft,
-            )
-        )
 
 
 def test_hook_register_backbones(fresh_plugins, toy, tmp_path, cli):  # noqa: F811

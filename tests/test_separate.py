@@ -6,8 +6,8 @@ from conftest import BUILTIN, write_song
 
 import septool
 from septool import SeptoolError
+from septool.devices import resolve_precision
 from septool.frontend import PAPER_STFT
-from septool.separator import resolve_precision
 
 
 def outputs(folder):
@@ -172,7 +172,7 @@ def test_missing_or_mismatched_model_is_a_clear_error(cli, tmp_path, song, tiny_
     "setting", [("ATEN_CPU_CAPABILITY", "AVX2"), ("ONEDNN_MAX_CPU_ISA", "AVX2"), ("ONEDNN_MAX_CPU_ISA", "AVX2_VNNI")]
 )
 def test_bf16_is_not_the_fast_path_where_torch_or_onednn_is_held_to_avx2(setting, monkeypatch):
-    from septool.separator import fast_bf16
+    from septool.devices import fast_bf16
 
     name, value = setting
     if name == "ATEN_CPU_CAPABILITY":  # read by torch at start-up: what it then reports
@@ -184,7 +184,7 @@ def test_bf16_is_not_the_fast_path_where_torch_or_onednn_is_held_to_avx2(setting
 
 
 def test_forcing_bf16_where_it_is_emulated_warns_in_one_line(cli, song, tmp_path, tiny_model_dir, monkeypatch):
-    monkeypatch.setattr("septool.separator.fast_bf16", lambda device: False)  # an AVX2-only CPU
+    monkeypatch.setattr("septool.devices.fast_bf16", lambda device: False)  # an AVX2-only CPU
     code, out, err = cli("separate", song, "-o", tmp_path / "bf16", "--model", tiny_model_dir, "--precision", "bf16")
     assert code == 0, err
     warning = [line for line in err.splitlines() if line.startswith("warning:")]

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from scipy.signal import resample_poly
 
 from septool.audio import StreamResampler
+from septool.devices import fast_bf16
 from septool.frontend import PAPER_STFT, PATCH_SAMPLES
-from septool.separator import Separator, fast_bf16
+from septool.separator import Separator
 
 
 class IdentityDecoders:

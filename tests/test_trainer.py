@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,13 +66,13 @@ def test_the_time_budget_stops_training_within_a_round_not_at_the_end_of_the_epo
     _, dbs, _ = toy
     trainer = Trainer(tiny_config(max_epochs=50, batch_size=1, max_minutes=0.02), dbs, tmp_path)  # 1.2 s
     assert trainer.batches_per_epoch() >= 15
-    step = trainer._step_source
+    step = trainer.steps.source_step
 
     def slow_step(*args, **kwargs):  # a step of a large model: a quarter of a second
         time.sleep(0.25)
         return step(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "_step_source", slow_step)
+    monkeypatch.setattr(trainer.steps, "source_step", slow_step)
     result = trainer.run()
     assert result.stopped == "time budget" and result.epochs == 1
     assert result.patches_seen < 2 * 15  # the first epoch was cut short
@@ -332,13 +333,52 @@ def test_two_processes_with_gloo_train_in_step(musdb_sample, tmp_path):
         "-m", "septool.cli.app", "train", "--musdb", musdb_sample, "--size", "tiny", "--epochs", "2",
         "--batch-size", "2", "--valid-patches", "2", "-o", str(tmp_path / "ddp"),
     ]  # fmt: skip
-    import os
-
     result = subprocess.run(command, capture_output=True, text=True, env=os.environ | env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     provenance = load_encoder(tmp_path / "ddp" / "encoder.safetensors").metadata["provenance"]
     assert provenance["world_size"] == 2
     assert torch.isfinite(load_encoder(tmp_path / "ddp" / "encoder.safetensors").encoder.bin_std).all()
+
+
+def test_two_ranks_of_batch_b_train_as_one_process_of_batch_2b(tmp_path):
+    """DDP: each rank trains on its own shard of the global batch, all ranks on the same source at
+    the same step, and gradients are averaged (Algorithm 2: over the round, one encoder step)."""
+    write_pairs(tmp_path / "low_db", "low", 2, 3.0, seed=1)
+    write_pairs(tmp_path / "high_db", "high", 2, 3.0, seed=2)
+    script = Path(__file__).parent / "ddp_round.py"
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+
+    def train(out: str, batch: int, ranks: int = 1) -> None:
+        launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)] if ranks > 1 else []
+        command = [sys.executable, *launcher, str(script), str(tmp_path), str(tmp_path / out), str(batch)]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    train("one", 4)  # first: it fills the audio cache the two ranks then read
+    train("two", 2, ranks=2)
+    train("half", 2)  # one process on the first shard alone: what two ranks must not be
+    for procedure in ("interleaved", "interleaved-acc"):
+        one, two, half = (_weights(tmp_path / run / procedure) for run in ("one", "two", "half"))
+        assert one.keys() == two.keys() and any(k.startswith("module.shared.encoder.") for k in one)
+        for name in one:
+            assert torch.allclose(one[name], two[name], rtol=1e-4, atol=1e-6), (procedure, name)
+        assert max(float((one[k] - half[k]).abs().max()) for k in one) > 1e-4  # the test can tell shards apart
+        provenance = _provenance(tmp_path / "two" / procedure / "encoder.safetensors")
+        assert provenance["world_size"] == 2 and provenance["patches_seen"] == 2 * 2 * 4  # 2 rounds, 2 sources
+
+
+def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    """The networks' float32 weights as the checkpoint holds them (the model files are float16)."""
+    from safetensors.torch import load_file
+
+    return {k: v for k, v in load_file(model_dir / "checkpoint.safetensors").items() if k.startswith("module.shared.")}
+
+
+def _provenance(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        return json.loads(handle.metadata()["provenance"])
 
 
 def test_musdb18_hq_folders_are_read_without_musdb_or_ffmpeg(musdb_sample, tmp_path, monkeypatch):
@@ -385,7 +425,7 @@ def test_config_file_sets_training_options_and_databases(cli, tmp_path):
 def test_auto_precision_trains_in_bf16_exactly_where_separation_runs_in_bf16(toy, tmp_path, monkeypatch):
     _, dbs, _ = toy
     for fast, expected in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr("septool.separator.fast_bf16", lambda device, fast=fast: fast)
+        monkeypatch.setattr("septool.devices.fast_bf16", lambda device, fast=fast: fast)
         trainer = Trainer(tiny_config(precision="auto"), dbs, tmp_path / expected)
         assert trainer.precision == expected
         with trainer.autocast():
@@ -398,25 +438,26 @@ def test_mse_loss_is_an_option_recorded_with_the_model(toy, tmp_path):
         tiny_config(loss="huber")
     l1 = Trainer(tiny_config(loss="l1"), dbs, tmp_path / "l1")  # same seed: same weights, same patches
     trainer = Trainer(tiny_config(loss="mse", max_epochs=1, batches_per_epoch=1), dbs, tmp_path)
-    mixture, target = trainer._validation_sets()["low"]
+    mixture, target = trainer.validation.sets["low"]
     with torch.no_grad():
-        mse = float(trainer._loss("low", mixture[:2], target[:2]))
-        assert mse != pytest.approx(float(l1._loss("low", mixture[:2], target[:2])))
+        mse = float(trainer.steps.loss("low", mixture[:2], target[:2]))
+        assert mse != pytest.approx(float(l1.steps.loss("low", mixture[:2], target[:2])))
     result = trainer.run()
     model = septool.load_model(tmp_path, ["low"], reg=_toy_registry())
     assert model.encoder.metadata["provenance"]["loss"] == "mse"
 
     # epochs are chosen by each source's loss as a fraction of silence's, so that the loudest
     # source (under MSE, by far) does not choose alone
-    for source, (_, target) in trainer.valid_sets.items():
+    silence = trainer.validation.silence
+    for source, (_, target) in trainer.validation.sets.items():
         with torch.no_grad():
-            y = trainer._magnitudes(target, trainer.encoder(source)).float()
-        assert trainer.silence[source] == pytest.approx(float((y**2).mean()), rel=1e-5)
+            y = trainer.steps.magnitudes(target, source).float()
+        assert silence[source] == pytest.approx(float((y**2).mean()), rel=1e-5)
     record = result.history[0]
-    ratios = [record["valid"][s] / trainer.silence[s] for s in ("low", "high")]
+    ratios = [record["valid"][s] / silence[s] for s in ("low", "high")]
     assert record["valid_relative"] == pytest.approx(np.mean(ratios)) == pytest.approx(result.best_loss)
     scores = load_decoder(tmp_path / "high.safetensors", model.encoder).metadata["scores"]
-    assert scores == {"valid_loss": pytest.approx(record["valid"]["high"]), "silence_loss": trainer.silence["high"]}
+    assert scores == {"valid_loss": pytest.approx(record["valid"]["high"]), "silence_loss": silence["high"]}
 
 
 def _labelled_tracks(count=4, seconds=3.0):
@@ -480,21 +521,21 @@ def test_mse_raw_reads_the_loss_on_magnitudes_not_normalized_ones(toy, tmp_path)
     trainer = Trainer(tiny_config(loss="mse-raw"), dbs, tmp_path)
     normalized = Trainer(tiny_config(loss="mse"), dbs, tmp_path / "mse")  # same seed: same weights
     for t in (trainer, normalized):
-        t._fit_normalization()
-    trainer.valid_sets = trainer._validation_sets()
-    mixture, target = trainer.valid_sets["high"]
+        t.fit_normalization()
+    mixture, target = trainer.validation.sets["high"]
     encoder = trainer.encoder("high")
     std = encoder.bin_std[:, None]
     assert float(std.max() / std.min()) > 10  # bins differ in loudness, so the weighting matters
     with torch.no_grad(), trainer.autocast():
-        estimate = trainer.decoder("high")(encoder(trainer._magnitudes(mixture[:2], encoder))).float()
-    y = trainer._magnitudes(target[:2], encoder)
+        estimate = trainer.decoder("high")(encoder(trainer.steps.magnitudes(mixture[:2], "high"))).float()
+    y = trainer.steps.magnitudes(target[:2], "high")
     with torch.no_grad():
-        raw = float(trainer._loss("high", mixture[:2], target[:2]))
+        raw = float(trainer.steps.loss("high", mixture[:2], target[:2]))
         assert raw == pytest.approx(float(((estimate - y) ** 2 * std**2).mean()), rel=1e-4)
-        assert raw != pytest.approx(float(normalized._loss("high", mixture[:2], target[:2])), rel=0.1)
-    silence = trainer._silence_losses()["high"]
-    y_all = trainer._magnitudes(trainer.valid_sets["high"][1], encoder)
+        assert raw != pytest.approx(float(normalized.steps.loss("high", mixture[:2], target[:2])), rel=0.1)
+    trainer.validation.measure_silence(trainer.steps.silence_loss)
+    silence = trainer.validation.silence["high"]
+    y_all = trainer.steps.magnitudes(trainer.validation.sets["high"][1], "high")
     assert silence == pytest.approx(float((y_all**2 * std**2).mean()), rel=1e-5)
 
 
