@@ -35,8 +35,8 @@ from safetensors.torch import load_file, save_file
 
 from septool.augment import Augmentation
 from septool.datasets import MUSDB_STEMS, AudioCache, SourceDatabase, crop, from_musdb
-from septool.evaluation import evaluate_tracks, evaluation_tracks, write_results
 from septool.devices import resolve_precision
+from septool.evaluation import evaluate_tracks, evaluation_tracks, write_results
 
 RATE = 44100
 N_FFT, HOP, MAX_BIN, HIDDEN = 4096, 1024, 1487, 512  # umxhq: bandwidth 16 kHz -> 1487 bins

@@ -75,9 +75,7 @@ def measure(procedure: str, precision: str, root: Path, cache: AudioCache, out: 
     def step(data):
         if procedure == "simultaneous":
             mixture, targets = data
-            trainer.steps.joint_step(
-                mixture.to(trainer.device), {s: t.to(trainer.device) for s, t in targets.items()}
-            )
+            trainer.steps.joint_step(mixture.to(trainer.device), {s: t.to(trainer.device) for s, t in targets.items()})
         else:
             trainer.steps.source_step("vocals", *(t.to(trainer.device) for t in data))
         if trainer.device.type == "cuda":

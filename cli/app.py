@@ -217,6 +217,9 @@ def synth(
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="Songs rendered in parallel.")] = 1,
     independent: Annotated[bool, typer.Option(help="One database per source, no song shared.")] = False,
     subset: Annotated[str, typer.Option(help="musdb subset folder: train or test.")] = "train",
+    song_seconds: Annotated[
+        str, typer.Option(help="Song lengths MIN,MAX in seconds (songs end on a section boundary: a bit longer).")
+    ] = "35,75",
     list_voices: Annotated[bool, typer.Option("--list-voices", help="Print the voice bank and exit.")] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="With --list-voices: a JSON list instead of a table.")
@@ -245,6 +248,11 @@ def synth(
     if out_dir is None:
         raise septool.SeptoolError("give the folder to write the database into (or --list-voices)")
     names = split_sources(voices) or []
+    low, comma, high = song_seconds.partition(",")
+    try:
+        lengths = (float(low), float(high))
+    except ValueError:
+        raise septool.SeptoolError(f"--song-seconds takes MIN,MAX in seconds, got {song_seconds!r}") from None
     beat = Heartbeat()
 
     def rendered(done: int, total: int) -> None:
@@ -257,15 +265,16 @@ def synth(
         result = septool.synthesize(
             out_dir,
             hours,
-            split_sources(sources) or [],
-            split_sources(extra) if extra else [],
-            layout,
-            seed,
-            soundfont,
-            jobs,
-            independent,
-            subset,
+            sources=split_sources(sources) or [],
+            extras=split_sources(extra) if extra else [],
+            layout=layout,
+            seed=seed,
+            soundfonts=soundfont,
+            jobs=jobs,
+            independent=independent,
+            subset=subset,
             progress=rendered,
+            song_seconds=lengths,
             voices=names[0] if len(names) == 1 and names[0] in ("all", "train", "test") else names,
         )
     out.print(

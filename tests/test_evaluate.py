@@ -121,6 +121,7 @@ def short_excerpt(musdb_sample: Path, root: Path, seconds: float = 2.0) -> Path:
 def test_paper_experiment_trains_in_parallel_then_evaluates_all_five(musdb_sample, cli, tmp_path):
     code, out, err = cli(
         "experiment", "paper", "--musdb", musdb_sample, "--tiny", "--epochs", "1", "--batch-size", "2", "--budget", "5",
+        "--batches-per-epoch", "2", "--valid-patches", "2",
         "--stage", "train", "--parallel", "-o", tmp_path / "exp",
     )  # fmt: skip
     assert code == 0, err

@@ -160,6 +160,8 @@ def test_help_shows_toml_table_names(cli):
         (["evaluate", "--data", "db", "--jobs", "-3"], "jobs must be at least 1"),
         (["synth", "out", "--hours", "0.1", "--jobs", "0"], "jobs must be at least 1"),
         (["synth", "out", "--hours", "inf"], "hours must be positive and finite"),
+        (["synth", "out", "--hours", "0.1", "--song-seconds", "20,10"], "--song-seconds must be a range MIN,MAX"),
+        (["synth", "out", "--hours", "0.1", "--song-seconds", "ten"], "--song-seconds takes MIN,MAX in seconds"),
     ],
 )
 def test_bad_option_values_are_refused_in_one_line(args, message, cli, tmp_path, monkeypatch):

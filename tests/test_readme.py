@@ -39,12 +39,12 @@ def scaled(args: list[str]) -> list[str] | None:
     if args[0] == "experiment":
         return None
     if "--hours" in args:
-        args[args.index("--hours") + 1] = "0.0005"  # one song per database (a song is 30 s or more)
-        args += ["-j", "2"]  # the four databases of --independent render side by side
+        args[args.index("--hours") + 1] = "0.0005"  # one song per database
+        args += ["--song-seconds", "10,12", "-j", "2"]  # songs of about 15 s; --independent's four side by side
     if args[0] == "train":
         args += TINY_TRAINING
     if args[0] == "evaluate":
-        args += ["--sources", "vocals"]  # BSSEval's time grows with the sources scored: one, on a 65 s song
+        args += ["--sources", "vocals"]  # BSSEval's time grows with the sources scored: one
     if args[0] == "add-decoder":
         args += ["--model", "my_model/", "--epochs", "1", "--batch-size", "2"]  # the tiny trained encoder
     return args

@@ -75,6 +75,16 @@ def test_the_trainer_layout_is_readable_by_musdb(database):
     assert db[0].targets["vocals"].audio.shape == db[0].audio.shape
 
 
+def test_songs_asked_for_under_20_s_have_sections_half_as_long():
+    from septool.synth.compose import compose
+
+    for seed in range(5):
+        short, full = compose(seed, "s", 10.0), compose(seed, "s", 40.0)
+        assert max(s.bars for s in short.sections) <= 4 < max(s.bars for s in full.sections)
+        assert {"verse", "chorus"} <= {s.name for s in short.sections}
+        assert short.seconds < full.seconds
+
+
 def test_independent_databases_share_no_song(tmp_path):
     result = render(tmp_path, layout="pairs", independent=True, sources=["vocals", "drums", "bass", "other"])
     songs = {}

@@ -64,9 +64,15 @@ def plan(
     return jobs
 
 
-def _check(hours, sources, extras, layout, soundfonts, subset, jobs) -> list[SoundFont]:
+def _check(hours, sources, extras, layout, soundfonts, subset, jobs, song_seconds) -> list[SoundFont]:
     if jobs < 1:
         raise SeptoolError(f"jobs must be at least 1, got {jobs}")
+    low, high = song_seconds
+    if not (0 < low <= high < 3600):  # also refuses nan and inf
+        raise SeptoolError(
+            f"{argument('song_seconds')} must be a range MIN,MAX of seconds with 0 < MIN <= MAX < 3600, "
+            f"got {low:g},{high:g}"
+        )
     if not (0 < hours < 10_000):  # also refuses nan and inf
         raise SeptoolError(f"hours must be positive and finite, got {hours}")
     unknown = [s for s in sources if s not in STEMS]
@@ -136,14 +142,16 @@ def synthesize(
         independent: one database per source (``<out>/<source>/...``), no song in two of them.
         subset: the musdb subset folder, ``train`` or ``test``.
         progress: ``progress(done, total)`` after each song.
-        song_seconds: range of song lengths (songs end on a section boundary, so a bit longer).
+        song_seconds: range of song lengths (songs end on a section boundary, so a bit longer). Under
+            20 s the sections are half as long (a 4-bar verse), for test and demo databases; the
+            shortest song is then about 15 s.
         voices: the singers drawn from: ``all`` installed voices of the bank, ``train`` (the bank less
             the voices held out for the shipped model's test set), ``test`` (those), or voice names.
     Songs already present (same seed, same folder) are kept, so an interrupted run resumes.
     """
     extras = tuple(dict.fromkeys(extras))
     sources = list(dict.fromkeys(sources))
-    loaded = _check(hours, sources, extras, layout, soundfonts, subset, jobs)
+    loaded = _check(hours, sources, extras, layout, soundfonts, subset, jobs, song_seconds)
     singers = choose_voices(voices)
     written = list(STEMS if layout == "musdb" else sources) + [e for e in extras if e not in sources]
     targets = sources + [e for e in extras if e not in sources]

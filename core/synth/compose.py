@@ -43,6 +43,10 @@ FORMS = (
     ("intro", "chorus", "verse", "chorus", "bridge", "chorus"),
 )
 SECTION_BARS = {"intro": (4,), "verse": (8,), "chorus": (8,), "bridge": (4, 8), "outro": (4,)}
+# Under this length a song's sections are half as long (a 4-bar verse): a test or a demo database
+# of 10 s songs, where a verse and a chorus of 8 bars would take 30 s or more. Longer songs (the
+# default lengths are 35 to 75 s) are composed as they always were, draw for draw.
+SHORT_SONG_SECONDS = 20.0
 
 
 @dataclass
@@ -121,11 +125,11 @@ class Song:
         }
 
 
-def _sections(rng: np.random.Generator, target_bars: int) -> list[tuple[str, int]]:
+def _sections(rng: np.random.Generator, target_bars: int, short: bool = False) -> list[tuple[str, int]]:
     form = FORMS[rng.integers(len(FORMS))]
     chosen, bars = [], 0
     for name in form:
-        length = int(rng.choice(SECTION_BARS[name]))
+        length = int(rng.choice(SECTION_BARS[name])) // (2 if short else 1)
         chosen.append((name, length))
         bars += length
         names = {n for n, _ in chosen}
@@ -407,7 +411,7 @@ def compose(
     song = {"key": int(rng.integers(12)), "mode": str(rng.choice(list(theory.MODES))), "beats_per_bar": beats_per_bar}
     target_bars = int(seconds * tempo / 60 / beats_per_bar)
     sections, bar = [], 0
-    for section_name, bars in _sections(rng, target_bars):
+    for section_name, bars in _sections(rng, target_bars, short=seconds < SHORT_SONG_SECONDS):
         progression = theory.PROGRESSIONS[rng.integers(len(theory.PROGRESSIONS))]
         reuse = next((s.progression for s in sections if s.name == section_name), None)
         sections.append(Section(section_name, bar, bars, reuse or progression))
