@@ -9,7 +9,9 @@ import shutil
 import string
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -66,6 +68,7 @@ def load_model(
     for another encoder) are skipped and listed in ``skipped`` with the reason.
     """
     reg = reg or registry()
+    encoder_path: Path | Traversable
     if model_dir is not None:
         model_dir = Path(model_dir)
         encoder_path = model_dir / ENCODER_FILE
@@ -84,11 +87,11 @@ def load_model(
     explicit = sources is not None
     # MUSDB's usual order (vocals, drums, bass, other) first, then other sources as registered
     ordered = [s for s in MUSDB_STEMS if s in reg.sources] + [s for s in reg.sources if s not in MUSDB_STEMS]
-    wanted = list(dict.fromkeys(sources)) if explicit else ordered
+    wanted = list(dict.fromkeys(sources)) if sources is not None else ordered
     decoders, files, skipped = {}, {"encoder": str(encoder_path)}, {}
     for name in wanted:
         spec = reg.get(name)
-        candidates = [model_dir / decoder_file(name)] if model_dir is not None else []
+        candidates: list[Path | Traversable] = [model_dir / decoder_file(name)] if model_dir is not None else []
         candidates += [spec.weights] if spec.weights is not None else []
         path = next((c for c in candidates if c.is_file()), None)
         try:
@@ -483,6 +486,7 @@ def train(
             raise SeptoolError(
                 f"the simultaneous procedure needs every target for every track: use {argument('musdb')}"
             )
+        assert data is not None  # either musdb or data, checked above
         dbs = from_folders(
             {s: Path(p) for s, p in data.items()},
             {s: spec.target for s, spec in specs.items()},
@@ -550,7 +554,7 @@ def evaluate(
         loaded, chosen, post = _prepare(model, sources or None, postfilter, wiener_iterations)
     else:
         loaded, chosen = None, list(sources) if sources else list(MUSDB_STEMS)
-    root = Path(musdb if musdb is not None else data)
+    root = Path(musdb if musdb is not None else cast(str | os.PathLike, data))  # one of them, checked above
     tracks = evaluation_tracks(root, chosen, subset, formats=registry().formats, data_format=data_format)
     if loaded is None:
         label, title, model_fields = f"oracle {oracle_mask}", f"oracle {oracle_mask}", {"oracle": oracle_mask}
@@ -712,6 +716,7 @@ def add_decoder(
         )
         reset_plugins()
         return AddedDecoder(name, encoder, result, plugin.module, plugin.weights, None)
+    assert out_dir is not None  # fine-tuning names its folder above
     out_dir = Path(out_dir)
     result = Trainer(config, dbs, out_dir, progress, base=(base.encoder, decoders)).run()
     trained = load_encoder(out_dir / ENCODER_FILE)
@@ -744,8 +749,8 @@ def new_plugin(name: str, folder: str | os.PathLike, description: str = "") -> P
     except ValueError as err:
         raise SeptoolError(str(err)) from None
     check_writable(folder)
-    weights = local_plugin_paths(name)[2]
-    weights = weights if weights.is_file() else None
+    local_weights = local_plugin_paths(name)[2]
+    weights = local_weights if local_weights.is_file() else None
     fingerprint = ""
     if weights is not None:
         from safetensors import safe_open

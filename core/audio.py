@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import soundfile as sf
@@ -90,7 +91,10 @@ def _mp3_frames(path: Path, info) -> int:
 
 
 # container magic -> (byte order of chunk sizes, the chunk that holds the samples)
-_CONTAINERS = {b"RIFF": ("little", b"data"), b"FORM": ("big", b"SSND")}
+_CONTAINERS: dict[bytes, tuple[Literal["little", "big"], bytes]] = {
+    b"RIFF": ("little", b"data"),
+    b"FORM": ("big", b"SSND"),
+}
 
 
 def _missing_bytes(path: Path) -> int:
@@ -242,7 +246,7 @@ class AtomicWriter:
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name[:64]}.", suffix=".tmp", dir=self.path.parent)
         os.close(fd)
         self._tmp = Path(tmp)
-        self._file = None
+        self._file: Any = None  # a soundfile.SoundFile once opened
         try:
             self._file = sf.SoundFile(
                 tmp, mode="w", samplerate=samplerate, channels=2, format=fmt.upper(), subtype=self.subtype

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -30,7 +31,7 @@ def _flatten_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: d
 def save_checkpoint(
     path: Path,
     modules: dict[str, torch.nn.Module | dict[str, torch.Tensor]],
-    optimizers: dict[str, torch.optim.Optimizer],
+    optimizers: Mapping[str, torch.optim.Optimizer],
     header: dict,
 ) -> None:
     """Write modules (or state dicts), optimizers and ``header`` atomically to ``path``."""
@@ -94,9 +95,9 @@ class Checkpoint:
 
     def restore(
         self,
-        networks: dict[str, torch.nn.Module],
-        encoder_opts: dict[str, torch.optim.Optimizer],
-        decoder_opts: dict[str, torch.optim.Optimizer],
+        networks: Mapping[str, torch.nn.Module],
+        encoder_opts: Mapping[str, torch.optim.Optimizer],
+        decoder_opts: Mapping[str, torch.optim.Optimizer],
     ) -> None:
         """Load the networks' weights and the optimizers' states saved under their keys."""
         try:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -157,6 +158,7 @@ class SourceDatabase:
         """The rest (mixture minus target) of a random track at a random place: remixing."""
         track, samples = _pick(rng, self.tracks), self.patch_samples
         offset = _offset(track, rng, samples)
+        assert track.mixture is not None  # remixing draws rests from databases with mixtures only
         return crop(track.mixture, offset, samples) - crop(track.stems[self.target], offset, samples)
 
     def sample(
@@ -225,6 +227,7 @@ class MultiDatabase:
         samples = self.patch_samples
         for index, offset in plan:
             track = self.tracks[index]
+            assert track.mixture is not None  # a simultaneous database's songs have their mixtures
             rest = crop(track.mixture, offset, samples)
             for source in self.sources:
                 stem = crop(track.stems[source], offset, samples)
@@ -237,7 +240,7 @@ class MultiDatabase:
         parts = {s: torch.from_numpy(np.stack(c)).to(device or "cpu") for s, c in crops.items()}
         if augment is not None:
             parts = {s: augment(p, rng) for s, p in parts.items()}
-        mixture = sum(parts.values())
+        mixture = cast(torch.Tensor, sum(parts.values()))
         return mixture, {s: parts[s] for s in self.sources}
 
 
@@ -320,7 +323,9 @@ class Databases:
 
     @property
     def sources(self) -> list[str]:
-        return list(self.train) or list(self.simultaneous[0].sources)
+        if self.train or self.simultaneous is None:
+            return list(self.train)
+        return list(self.simultaneous[0].sources)
 
     def cut(self, patch_samples: int) -> Databases:
         """The same databases, cropped into patches of ``patch_samples`` (a backbone's front end)."""

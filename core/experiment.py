@@ -62,7 +62,7 @@ STAGES = ("all", "train", "evaluate")
 TRAINING_FILE = "training.json"
 
 
-def _train_configuration(job: tuple[str, str, str, Path, Path, TrainConfig, int | None]) -> dict:
+def _train_configuration(job: tuple[str, str, str | None, Path, Path, TrainConfig, int | None]) -> dict:
     """Train one configuration into ``out_dir/name`` (also the body of a parallel worker)."""
     from .api import train
 
@@ -84,7 +84,7 @@ def train_configurations(
     out_dir: Path,
     musdb: Path,
     base: TrainConfig,
-    sizes: dict[str, str],
+    sizes: dict[str, str | None],
     parallel: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> None:
@@ -184,7 +184,7 @@ def run_paper_experiment(
     eval_musdb: Path | None = None,
     subset: str = "test",
     base: TrainConfig | None = None,
-    sizes: dict[str, str] | None = None,
+    sizes: dict[str, str | None] | None = None,
     progress: Callable[[str], None] | None = None,
     parallel: bool = False,
     stage: str = "all",
@@ -212,7 +212,9 @@ def run_paper_experiment(
         raise SeptoolError(
             f"evaluation needs a MUSDB18-shaped folder ({argument('eval_musdb')} or {argument('musdb')})"
         )
-    return evaluate_configurations(out_dir, Path(eval_musdb or musdb), subset, base.device, progress, jobs)
+    root = eval_musdb if eval_musdb is not None else musdb
+    assert root is not None
+    return evaluate_configurations(out_dir, Path(root), subset, base.device, progress, jobs)
 
 
 def paper_table_rows(rows: list[Row], metric: str) -> list[list[str]]:

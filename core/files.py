@@ -69,7 +69,7 @@ def atomic_path(
     ``errors``: a writing library's own exception types, reported like ``OSError``.
     """
     path = Path(path)
-    caught = (OSError, *errors)
+    caught: tuple[type[BaseException], ...] = (OSError, *errors)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=f".tmp{suffix}", dir=path.parent)
@@ -103,7 +103,7 @@ def copy_file(source: str | os.PathLike, path: str | os.PathLike) -> Path:
 def atomic_folder(folder: str | os.PathLike, errors: tuple[type[BaseException], ...] = ()) -> Iterator[Path]:
     """A hidden temporary folder beside ``folder``, renamed onto it (replacing it) when the block succeeds."""
     folder = Path(folder)
-    caught = (OSError, *errors)
+    caught: tuple[type[BaseException], ...] = (OSError, *errors)
     tmp = folder.parent / f".{folder.name}.tmp"
     try:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -87,7 +88,7 @@ def build_decoder(encoder_config: dict, config: dict) -> Decoder:
 
 def unet_sizes() -> dict[str, dict[str, dict]]:
     """The backbone's named sizes, from ``ModelConfig.named``."""
-    sizes = {}
+    sizes: dict[str, dict[str, dict]] = {}
     for name in ("encoder", "encoder+", "tiny"):
         config = ModelConfig.named(name)
         sizes[name] = {
@@ -108,6 +109,8 @@ def conv_block(c_in: int, c_out: int, kernel, stride=1, padding=0) -> nn.Sequent
 
 class Encoder(nn.Module):
     """The shared encoder; it also holds the per-bin normalization of its input."""
+
+    bin_std: torch.Tensor
 
     def __init__(self, widths: Sequence[int] = ENCODER_WIDTHS, channels: int = 2):
         super().__init__()
@@ -160,7 +163,7 @@ class SharedModel(nn.Module):
 
     def __init__(self, encoder: nn.Module, decoders: dict[str, nn.Module], stft: StftSettings = PAPER_STFT):
         super().__init__()
-        self.encoder = encoder
+        self.encoder: Any = encoder  # a backbone's encoder: config, bin_std, normalize (backbones.py)
         self.decoders = nn.ModuleDict(decoders)
         self.stft = stft
 
@@ -195,9 +198,12 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     model = copy.deepcopy(model).eval()
     for block in model.modules():
         if isinstance(block, nn.Sequential) and len(block) == 3 and isinstance(block[1], nn.BatchNorm2d):
-            conv, norm = block[0], block[1]
+            conv, norm = cast(nn.Conv2d, block[0]), cast(nn.BatchNorm2d, block[1])
+            assert norm.running_var is not None and norm.running_mean is not None  # tracked by conv_block
             scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding)
+            kernel, stride, padding = cast(Any, (conv.kernel_size, conv.stride, conv.padding))  # pairs of ints
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, kernel, stride, padding)
+            assert fused.bias is not None
             with torch.no_grad():
                 fused.weight.copy_(conv.weight * scale[:, None, None, None])
                 fused.bias.copy_(norm.bias - norm.running_mean * scale)

@@ -217,7 +217,7 @@ def registry() -> Registry:
         for impl in getattr(pm.hook, hook).get_hookimpls():
             hooks.setdefault(impl.plugin_name, {})[hook] = impl
     for plugin, impls in hooks.items():
-        info = PluginInfo(plugin, _versions.get(plugin) or getattr(pm.get_plugin(plugin), "__version__", "-"))
+        info = PluginInfo(plugin, _versions.get(plugin) or str(getattr(pm.get_plugin(plugin), "__version__", "-")))
         offered = {}
         try:
             for hook, kind, word, table, providers in _HOOKS:

@@ -51,6 +51,8 @@ def _integer(config: dict, key: str, low: int, high: int) -> int:
 
 
 class RecurrentEncoder(nn.Module):
+    bin_std: torch.Tensor
+
     def __init__(self, hidden: int = 256, layers: int = 3, max_bin: int = BINS, channels: int = 2):
         super().__init__()
         if hidden % 2:

@@ -89,7 +89,7 @@ class Separator:
             raise SeptoolError(f"batch size must be at least 1, got {batch_size}")
         precision = resolve_precision(precision, self.device)
         if isinstance(model, torch.nn.Module):
-            model = fold_batchnorm(model).to(self.device, memory_format=torch.channels_last)
+            model = fold_batchnorm(model).to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = model
         self.sources = list(sources)
         if postfilter is not None:
@@ -98,7 +98,7 @@ class Separator:
         self.decoders = list(dict.fromkeys(self.sources + (self.postfilter.sources() if self.postfilter else [])))
         known = getattr(model, "sources", None)  # a SharedModel's decoders
         missing = [s for s in self.decoders if known is not None and s not in known]
-        if missing:
+        if missing and known is not None:
             raise SeptoolError(f"the model has no decoder for {', '.join(missing)}; it has {', '.join(known)}")
         self.batch_size = batch_size
         self.stft: StftSettings = model.stft
@@ -142,7 +142,8 @@ class Separator:
         the work of ``stream``); frames past the end of the audio are left out. None when the
         post-filter has no first pass.
         """
-        if not self.needs_first_pass:
+        postfilter = self.postfilter
+        if postfilter is None or not postfilter.needs_first_pass:
             return None
         if length <= 0:
             raise SeptoolError("nothing to separate: the audio is empty")
@@ -151,15 +152,16 @@ class Separator:
         count = math.ceil(length / self.patch)
         for first in range(0, count, self.batch_size):
             patches = np.stack([next(tiles) for _ in range(first, min(first + self.batch_size, count))])
-            spec, estimates = self._estimate(patches, self.postfilter.sources())
+            spec, estimates = self._estimate(patches, postfilter.sources())
             inside = length - (first + np.arange(len(patches))) * self.patch  # samples of audio in each patch
             frames = torch.arange(self.stft.patch_frames) * self.stft.hop < torch.from_numpy(inside)[:, None]  # B, T
             kept = frames[:, None, None, :].to(self.device)
             estimates = {s: e.float() * kept for s, e in estimates.items()}
-            sums = add_sums(sums, self.postfilter.first_pass(estimates, spec[..., :-1, :]))
+            sums = add_sums(sums, postfilter.first_pass(estimates, spec[..., :-1, :]))
             if progress is not None:
                 progress(min(length, (first + len(patches)) * self.patch), length)
-        return self.postfilter.statistics(sums)
+        assert sums is not None  # length > 0: at least one batch
+        return postfilter.statistics(sums)
 
     @torch.inference_mode()
     def _run(self, patches: np.ndarray, statistics: Statistics | None = None) -> dict[str, np.ndarray]:
@@ -189,7 +191,7 @@ class Separator:
         """
         if length <= 0:
             raise SeptoolError("nothing to separate: the audio is empty")
-        if self.needs_first_pass and statistics is None:
+        if self.postfilter is not None and self.postfilter.needs_first_pass and statistics is None:
             raise SeptoolError(
                 f"the {self.postfilter.name} post-filter needs its first pass over the recording: pass "
                 "statistics=, from Separator.first_pass on the same audio"

@@ -17,6 +17,8 @@ from .frontend import PAPER_STFT, StftSettings
 class Spectrogram(torch.nn.Module):
     """Complex STFT of (batch, channels, samples) audio and its inverse, for one front end."""
 
+    window: torch.Tensor
+
     def __init__(self, settings: StftSettings = PAPER_STFT):
         super().__init__()
         self.n_fft, self.hop = settings.n_fft, settings.hop

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -65,7 +66,7 @@ class Steps:
         }
         self.encoder_steps = 0
 
-    def encoder(self, source: str) -> torch.nn.Module:
+    def encoder(self, source: str) -> Any:
         return self.networks[self.network_of[source]].encoder
 
     def magnitudes(self, audio: torch.Tensor, source: str) -> torch.Tensor:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -57,7 +57,7 @@ def fingerprint(tensors: dict[str, torch.Tensor]) -> str:
 
 @dataclass
 class StoredEncoder:
-    encoder: torch.nn.Module
+    encoder: Any  # a backbone's encoder module: config, bin_std, normalize (backbones.py)
     fingerprint: str
     backbone: str = DEFAULT_BACKBONE
     metadata: dict = field(default_factory=dict)

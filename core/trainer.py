@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -171,7 +172,7 @@ class Trainer:
         if self.base is not None:
             stored, trained = self.base
             encoder = copy.deepcopy(stored.encoder)
-            default = next(iter(trained.values())).config if trained else size["decoder"]
+            default = cast(dict, next(iter(trained.values())).config) if trained else size["decoder"]
             decoders = {
                 s: copy.deepcopy(trained[s]) if s in trained else self._decoder(s, encoder, default)
                 for s in self.sources
@@ -185,25 +186,26 @@ class Trainer:
                 decoders = {s: self._decoder(s, encoder, size["decoder"]) for s in group}
                 networks[key] = SharedModel(encoder, decoders, self.backbone.stft)
         for net in networks.values():
-            net.to(self.device, memory_format=torch.channels_last)  # about 1.5x faster convolutions on CPU
+            # about 1.5x faster convolutions on CPU (torch takes memory_format; its type stubs do not say so)
+            net.to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         return networks
 
-    def _decoder(self, source: str, encoder: Module, default: dict) -> Module:
+    def _decoder(self, source: str, encoder: Any, default: dict) -> Module:
         widths = self.decoder_widths.get(source)  # a plugin's own widths arrive as the config {"widths": [...]}
         return self.backbone.build_decoder(encoder.config, {"widths": list(widths)} if widths else default)
 
-    def encoder(self, source: str) -> Module:
+    def encoder(self, source: str) -> Any:
         return self.steps.encoder(source)
 
     def decoder(self, source: str) -> Module:
         return self.networks[self.steps.network_of[source]].decoders[source]
 
     @property
-    def encoder_opts(self) -> dict[str, torch.optim.Optimizer]:
+    def encoder_opts(self) -> dict[str, torch.optim.Adam]:
         return self.steps.encoder_opts
 
     @property
-    def decoder_opts(self) -> dict[str, torch.optim.Optimizer]:
+    def decoder_opts(self) -> dict[str, torch.optim.Adam]:
         return self.steps.decoder_opts
 
     @property
@@ -421,7 +423,7 @@ class Trainer:
             name = self.config.backbone
             bound = (
                 self.base[0]
-                if self.frozen
+                if self.frozen and self.base is not None
                 else StoredEncoder(
                     net.encoder,
                     save_encoder(folder / ENCODER_FILE, net.encoder, name, provenance),

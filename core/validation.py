@@ -27,8 +27,8 @@ class Validation:
         rng = np.random.default_rng([seed, 11])
         self.sets: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         if dbs.simultaneous:
-            valid = dbs.simultaneous[1]
-            mixture, targets = valid.sample(rng, valid.epoch_plan(rng, count))
+            songs = dbs.simultaneous[1]
+            mixture, targets = songs.sample(rng, songs.epoch_plan(rng, count))
             self.sets = {s: (mixture, targets[s]) for s in dbs.sources}
         else:
             for source in dbs.sources:

@@ -54,7 +54,8 @@ def plan(
 ) -> list[SongJob]:
     """Songs of random lengths until ``hours`` are reached; with ``databases``, dealt out in turn."""
     rng = np.random.default_rng(seed)
-    jobs, total = [], 0.0
+    jobs: list[SongJob] = []
+    total = 0.0
     while total < hours * 3600 or len(jobs) < len(databases or ()):
         seconds = float(rng.uniform(*song_seconds))
         index = len(jobs)

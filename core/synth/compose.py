@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -229,6 +230,7 @@ def _bass_part(rng, song: dict, sections: list[Section], active: set[int]) -> Pa
             fifth = theory.in_range(theory.scale_pitch(key, mode, degree + 4, 1), root, root + 12)
             third = theory.in_range(theory.scale_pitch(key, mode, degree + 2, 1), root, root + 12)
             start = (section.start_bar + bar) * bpb
+            pattern: list[tuple[float, float, int]]
             if style == "whole":
                 pattern = [(0, bpb - 0.1, root)]
             elif style == "eighths":
@@ -408,9 +410,14 @@ def compose(
     style = "waltz" if beats_per_bar == 3 else str(rng.choice(DRUM_STYLES))
     if style == "half-time":
         tempo = float(rng.uniform(120, 170))
-    song = {"key": int(rng.integers(12)), "mode": str(rng.choice(list(theory.MODES))), "beats_per_bar": beats_per_bar}
+    song: dict[str, Any] = {
+        "key": int(rng.integers(12)),
+        "mode": str(rng.choice(list(theory.MODES))),
+        "beats_per_bar": beats_per_bar,
+    }
     target_bars = int(seconds * tempo / 60 / beats_per_bar)
-    sections, bar = [], 0
+    sections: list[Section] = []
+    bar = 0
     for section_name, bars in _sections(rng, target_bars, short=seconds < SHORT_SONG_SECONDS):
         progression = theory.PROGRESSIONS[rng.integers(len(theory.PROGRESSIONS))]
         reuse = next((s.progression for s in sections if s.name == section_name), None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -222,7 +223,7 @@ def installed_voices() -> list[Voice]:
     return [v for v in BANK if v.installed]
 
 
-def choose_voices(selection: str | list[str]) -> list[Voice]:
+def choose_voices(selection: str | Sequence[str]) -> list[Voice]:
     """``all``, ``train`` (the bank less ``HELD_OUT``), ``test`` (``HELD_OUT``) or voice names; installed only."""
     if isinstance(selection, str) and selection in ("all", "train", "test"):
         names = [v.name for v in BANK]

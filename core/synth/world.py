@@ -222,13 +222,13 @@ def score_pitch(notes: Notes, frames: int, take: Take, rng: np.random.Generator)
     t = np.arange(frames) * FRAME
     pitch = np.full(frames, np.nan)
     cents = np.zeros(frames)
-    previous_end, previous_pitch = -1.0, None
+    previous_end = -1.0
+    previous_pitch: float | None = None
     for start, length, midi in notes:
         inside = (t >= start) & (t < start + length)
         pitch[inside] = midi
         since = t[inside] - start
-        legato = previous_pitch is not None and start - previous_end < 0.12
-        if legato:
+        if previous_pitch is not None and start - previous_end < 0.12:  # legato
             bend = (previous_pitch - midi) * 100 * 0.5 * (1 + np.cos(np.pi * np.clip(since / take.glide, 0, 1)))
         else:
             bend = -take.scoop_cents * np.clip(1 - since / 0.08, 0, 1)
