@@ -65,7 +65,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for (name, model), backbone in zip(shared.items(), ("unet", "lstm")):
                 save_model(Path(tmp) / name, backbone, model.encoder, model.decoders)
-                path = septool.export(Path(tmp) / f"{backbone}.onnx", Path(tmp) / name, dynamic_batch=True)
+                path = septool.export(Path(tmp) / f"{backbone}.onnx", model=Path(tmp) / name, dynamic_batch=True)
                 separator = Separator(OnnxModel(path, args.threads), SOURCES, precision="fp32")
                 rows[f"{name}, onnx runtime (fp32)"] = (
                     timed(lambda sep=separator: sep.separate(audio), args.repeats),

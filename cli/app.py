@@ -151,19 +151,19 @@ def separate(
         loaded = septool.load_model(model) if chosen is None else model
         results = septool.separate(
             inputs,
-            out_dir,
-            chosen,
-            filename,
-            fmt,
-            bits,
-            device,
-            loaded,
-            progress,
-            batch_size,
-            overlap,
-            precision,
-            postfilter,
-            wiener_iterations,
+            out_dir=out_dir,
+            sources=chosen,
+            filename=filename,
+            fmt=fmt,
+            bits=bits,
+            device=device,
+            model=loaded,
+            progress=progress,
+            batch_size=batch_size,
+            overlap=overlap,
+            precision=precision,
+            postfilter=postfilter,
+            wiener_iterations=wiener_iterations,
             runtime=runtime,
             report=report,
         )
@@ -196,7 +196,7 @@ def export(
     dynamic_batch: Annotated[bool, typer.Option(help="A free batch dimension (default: one patch per run).")] = False,
 ) -> None:
     """Export the encoder and decoders as one graph (ONNX) over normalized magnitude patches."""
-    path = septool.export(out_path, model, sources=split_sources(sources), fmt=fmt, dynamic_batch=dynamic_batch)
+    path = septool.export(out_path, model=model, sources=split_sources(sources), fmt=fmt, dynamic_batch=dynamic_batch)
     out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); examples/onnx_separate.py shows how to run it")
 
 
@@ -264,7 +264,7 @@ def synth(
         task = bar.add_task("songs", total=None)
         result = septool.synthesize(
             out_dir,
-            hours,
+            hours=hours,
             sources=split_sources(sources) or [],
             extras=split_sources(extra) if extra else [],
             layout=layout,
@@ -452,8 +452,8 @@ def evaluate(
                   console=console, transient=True) as bar:  # fmt: skip
         task = bar.add_task("tracks", total=None)
         results, written = septool.evaluate(
-            out_dir, model, musdb, subset, data, split_sources(sources), oracle, jobs, device,
-            progress=scored, precision=precision,
+            out_dir, model=model, musdb=musdb, subset=subset, data=data, sources=split_sources(sources),
+            oracle_mask=oracle, jobs=jobs, device=device, progress=scored, precision=precision,
             postfilter=postfilter, wiener_iterations=wiener_iterations, report=report, data_format=data_format,
         )  # fmt: skip
     summary = results.summary()
@@ -480,7 +480,7 @@ def report_command(
     ] = None,
 ) -> None:
     """Put several listening reports side by side: one column per model, the same excerpts."""
-    page = septool.report(results, out_dir, [n.strip() for n in names.split(",")] if names else None)
+    page = septool.report(results, out_dir=out_dir, names=[n.strip() for n in names.split(",")] if names else None)
     out.print(f"listening page: {page}")
 
 
@@ -520,8 +520,9 @@ def experiment_paper(
                                batches_per_epoch=batches_per_epoch, device=device, precision=precision,
                                valid_patches=valid_patches, backbone=backbone)  # fmt: skip
     sizes = {"encoder": "tiny", "encoder+": "tiny"} if tiny else None
-    rows = septool.run_paper_experiment(out_dir, musdb, eval_musdb, subset, base, sizes, lambda m: console.print(m),
-                                parallel, stage, jobs)  # fmt: skip
+    rows = septool.run_paper_experiment(out_dir, musdb=musdb, eval_musdb=eval_musdb, subset=subset, base=base,
+                                        sizes=sizes, progress=lambda m: console.print(m), parallel=parallel,
+                                        stage=stage, jobs=jobs)  # fmt: skip
     if not rows:
         out.print(f"trained the five configurations in {out_dir}; score them with --stage evaluate")
         return
@@ -529,7 +530,7 @@ def experiment_paper(
         table = Table(title=f"{metric} in dB: ours (paper's, on MUSDB18)")
         for column in ("configuration", "vocals", "drums", "bass", "other"):
             table.add_column(column)
-        for cells in septool.paper_table_rows(rows, metric):
+        for cells in septool.paper_table_rows(rows, metric=metric):
             table.add_row(*cells)
         out.print(table)
     cost = Table(title="cost")
@@ -587,8 +588,8 @@ def add_decoder(
 
     with Live(Text("checking databases..."), console=console, transient=True) as live:
         added = septool.add_decoder(
-            name, own[0], encoder, model, parse_data([d for d in data if "=" in d]), force, out_dir, config,
-            description, progress=progress,
+            name, data=own[0], encoder=encoder, model=model, other_data=parse_data([d for d in data if "=" in d]),
+            force=force, out_dir=out_dir, config=config, description=description, progress=progress,
         )  # fmt: skip
     where = added.model_dir if added.model_dir else added.weights
     out.print(f"added source {name!r} ({encoder} encoder, {added.training.epochs} epochs): plugin {added.plugin}")
@@ -621,7 +622,7 @@ def new_plugin(
     description: Annotated[str, typer.Option(help="One line describing the source.")] = "",
 ) -> None:
     """Write a pip-installable plugin package for a source (with its add-decoder weights, if any)."""
-    path = septool.new_plugin(name, folder, description)
+    path = septool.new_plugin(name, folder=folder, description=description)
     out.print(f"wrote package {path}; install it with: pip install {path}")
 
 

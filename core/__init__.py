@@ -21,7 +21,7 @@ from .sources import DatasetSpec, SourceSpec
 # Everything else loads on first use: torch and scipy take seconds to import, and `septool --help`
 # or a usage error must not wait for them (PEP 562).
 _LAZY = {
-    "AddedDecoder": "api",
+    "AddedDecoder": "transfer",
     "LoadedModel": "api",
     "SeparatedTrack": "api",
     "add_decoder": "api",
@@ -47,7 +47,6 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .api import (
-        AddedDecoder,
         LoadedModel,
         SeparatedTrack,
         add_decoder,
@@ -63,6 +62,7 @@ if TYPE_CHECKING:
     from .network import ModelConfig, SharedModel
     from .separator import Separator
     from .trainer import TrainConfig, TrainResult
+    from .transfer import AddedDecoder
 
 
 def __getattr__(name: str):
@@ -78,13 +78,10 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "DEFAULT_FILENAME",
     "AddedDecoder",
     "AudioPath",
     "BackboneSpec",
-    "add_decoder",
-    "new_plugin",
-    "remove_decoder",
+    "DEFAULT_FILENAME",
     "DatasetFormat",
     "DatasetSpec",
     "LoadedModel",
@@ -95,17 +92,25 @@ __all__ = [
     "SeparatedTrack",
     "Separator",
     "SeptoolError",
-    "SlowPathWarning",
     "SharedModel",
+    "SlowPathWarning",
     "SourceSpec",
     "TrackFiles",
     "TrainConfig",
     "TrainResult",
+    "add_decoder",
     "evaluate",
     "export",
     "hookimpl",
     "load_model",
+    "new_plugin",
+    "paper_table_rows",
+    "registry",
+    "remove_decoder",
     "report",
+    "run_paper_experiment",
     "separate",
+    "synthesize",
     "train",
+    "voice_bank",
 ]

@@ -5,10 +5,9 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import os
-import shutil
 import string
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import cast
@@ -37,9 +36,10 @@ from .store import (
     load_decoder,
     load_encoder,
     packaged_encoder,
-    save_decoder,
 )
 from .trainer import TrainConfig, Trainer, TrainResult
+from .transfer import AddedDecoder, check_new_source, remove_local_plugin, write_package
+from .transfer import add_decoder as add_to_model
 
 FILENAME_FIELDS = {"track", "source", "ext"}
 
@@ -57,6 +57,7 @@ class LoadedModel:
 
 def load_model(
     model_dir: str | os.PathLike | None = None,
+    *,
     sources: Sequence[str] | None = None,
     reg: Registry | None = None,
 ) -> LoadedModel:
@@ -154,6 +155,7 @@ def _check_template(template: str) -> None:
 
 def separate(
     inputs: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
     out_dir: str | os.PathLike = "separated",
     sources: Sequence[str] | None = None,
     filename: str = DEFAULT_FILENAME,
@@ -167,7 +169,6 @@ def separate(
     precision: str = "auto",
     postfilter: str = "none",
     wiener_iterations: int = 1,
-    *,
     runtime: str = "torch",
     report: bool = False,
 ) -> list[SeparatedTrack]:
@@ -272,8 +273,8 @@ def cached_export(loaded: LoadedModel) -> Path:
 
 def export(
     out_path: str | os.PathLike,
-    model: str | os.PathLike | LoadedModel | None = None,
     *,
+    model: str | os.PathLike | LoadedModel | None = None,
     sources: Sequence[str] | None = None,
     fmt: str = "onnx",
     dynamic_batch: bool = False,
@@ -288,7 +289,7 @@ def export(
     if fmt not in EXPORT_FORMATS:
         raise SeptoolError(f"unknown export format {fmt!r}; choose {', '.join(EXPORT_FORMATS)}")
     check_writable(Path(out_path).parent)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, sources)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, sources=sources)
     return export_onnx(loaded, out_path, dynamic_batch=dynamic_batch)
 
 
@@ -343,11 +344,11 @@ def _prepare(
     if isinstance(model, LoadedModel):
         loaded = model
     elif chosen is None:
-        loaded = load_model(model, None, reg)
+        loaded = load_model(model, sources=None, reg=reg)
     else:
         partners = [s for members in sets_of(chosen).values() for s in members if s not in chosen]
         try:
-            loaded = load_model(model, chosen + partners, reg)
+            loaded = load_model(model, sources=chosen + partners, reg=reg)
         except SeptoolError as err:
             if not partners:
                 raise
@@ -434,6 +435,7 @@ def _separate_file(separator, info, targets: dict[str, Path], fmt, bits, progres
 
 def train(
     out_dir: str | os.PathLike,
+    *,
     musdb: str | os.PathLike | None = None,
     data: dict[str, str | os.PathLike] | None = None,
     sources: Sequence[str] | None = None,
@@ -443,7 +445,6 @@ def train(
     progress: Callable[[dict], None] | None = None,
     cache: str | os.PathLike | None = None,
     init: str | os.PathLike | None = None,
-    *,
     data_format: str | None = None,
 ) -> TrainResult:
     """Train a model directory from MUSDB18 (``musdb``) or one database per source (``data``).
@@ -500,7 +501,7 @@ def train(
     widths = {s: spec.decoder_widths for s, spec in specs.items() if spec.decoder_widths}
     base = None
     if init is not None:
-        start = load_model(init, chosen, reg)
+        start = load_model(init, sources=chosen, reg=reg)
         if start.encoder.backbone != config.backbone:
             raise SeptoolError(
                 f"{init}: its encoder is of backbone {start.encoder.backbone!r}, not {config.backbone!r}; "
@@ -517,6 +518,7 @@ def train(
 
 def evaluate(
     out_dir: str | os.PathLike = "results",
+    *,
     model: str | os.PathLike | LoadedModel | None = None,
     musdb: str | os.PathLike | None = None,
     subset: str = "test",
@@ -529,7 +531,6 @@ def evaluate(
     precision: str = "auto",
     postfilter: str = "none",
     wiener_iterations: int = 1,
-    *,
     report: bool = False,
     data_format: str | None = None,
 ) -> tuple[Results, list[Path]]:
@@ -604,7 +605,7 @@ def _version(package: str) -> str:
 
 
 def report(
-    folders: Sequence[str | os.PathLike], out_dir: str | os.PathLike, names: Sequence[str] | None = None
+    folders: Sequence[str | os.PathLike], *, out_dir: str | os.PathLike, names: Sequence[str] | None = None
 ) -> Path:
     """Put the listening reports of ``folders`` (results folders of ``evaluate(..., report=True)``,
     or their report folders) side by side on one page in ``out_dir``; return the page's path.
@@ -618,21 +619,9 @@ def report(
     return compare_reports(reports, Path(out_dir), titles)
 
 
-ENCODER_MODES = ("frozen", "finetune")
-
-
-@dataclass
-class AddedDecoder:
-    name: str
-    mode: str
-    training: TrainResult
-    plugin: Path
-    weights: Path | None
-    model_dir: Path | None
-
-
 def add_decoder(
     name: str,
+    *,
     data: str | os.PathLike,
     encoder: str = "frozen",
     model: str | os.PathLike | None = None,
@@ -651,110 +640,31 @@ def add_decoder(
     encoder at once. ``finetune``: encoder and decoders train interleaved (Algorithm 1) with the
     existing sources' databases (``other_data``), into a new model directory ``out_dir``; without
     those databases it is refused (it would degrade the other decoders) unless ``force``.
+    ``model``: the model to extend (default: the shipped one). transfer.py does the work.
     """
-    from .home import septool_home
-    from .transfer import check_description, finetuned_folder, run_folder, write_local_plugin
-
-    try:
-        SourceSpec(name)
-    except ValueError as err:
-        raise SeptoolError(str(err)) from None
-    check_description(description)
-    check_writable(septool_home())
-    if encoder not in ENCODER_MODES:
-        raise SeptoolError(f"unknown encoder mode {encoder!r}; choose frozen or finetune")
-    reg = registry()
-    if name in reg.sources:
-        raise SeptoolError(
-            f"source {name!r} already exists (plugin {reg.providers[name]!r}); remove it first (septool remove-decoder)"
-        )
-    other_data = dict(other_data or {})
-    base = load_model(model)
-    if encoder == "finetune":
-        missing = [s for s in base.sources if s not in other_data]
-        if missing and not force:
-            raise SeptoolError(
-                "fine-tuning the encoder without the other sources' databases would degrade their decoders; "
-                f"give {argument('other_data')} for {', '.join(missing)}, use {argument('encoder', 'frozen')}, "
-                f"or {argument('force', True)}"
-            )
-        if out_dir is None:
-            out_dir = finetuned_folder(name)
-        protected = [Path(base.files["encoder"]).parent.resolve()]
-        if Path(out_dir).resolve() in protected:
-            raise SeptoolError(
-                f"{out_dir}: would overwrite the model being fine-tuned; choose another {argument('out_dir')}"
-            )
-    elif other_data:
-        raise SeptoolError(
-            f"{argument('other_data')} (other sources' databases) is only used with {argument('encoder', 'finetune')}"
-        )
-    specs = {s: reg.get(s) for s in other_data}
-    dbs = from_folders(
-        {name: Path(data), **{s: Path(p) for s, p in other_data.items()}},
-        {name: name, **{s: spec.target for s, spec in specs.items()}},
-        {name: None, **{s: spec.dataset.formats for s, spec in specs.items()}},
-        (config or TrainConfig()).seed,
-        valid_fraction,
-        AudioCache(),
-        formats=reg.formats,
-    )
-    backbone = reg.backbone(base.encoder.backbone)
-    config = replace(
-        config or TrainConfig(),
-        procedure="interleaved",
-        backbone=backbone.name,
-        size=backbone.size_of(base.encoder.encoder.config) or backbone.default_size,
-    )
-    decoders = dict(base.model.decoders)
-    if encoder == "frozen":
-        work = run_folder(name)
-        shutil.rmtree(work, ignore_errors=True)
-        result = Trainer(config, dbs, work, progress, base=(base.encoder, decoders), frozen=True).run()
-        plugin = write_local_plugin(
-            name, description or f"{name} (added with septool add-decoder)", work / decoder_file(name)
-        )
-        reset_plugins()
-        return AddedDecoder(name, encoder, result, plugin.module, plugin.weights, None)
-    assert out_dir is not None  # fine-tuning names its folder above
-    out_dir = Path(out_dir)
-    result = Trainer(config, dbs, out_dir, progress, base=(base.encoder, decoders)).run()
-    trained = load_encoder(out_dir / ENCODER_FILE)
-    for source in base.sources:
-        if source not in dbs.sources:  # --force: kept as they were, now bound to the new encoder
-            provenance = {"note": "encoder fine-tuned without this source's data (force)"}
-            save_decoder(out_dir / decoder_file(source), source, decoders[source], trained, provenance)
-    plugin = write_local_plugin(name, description or f"{name} (added with septool add-decoder)", None)
-    reset_plugins()
-    return AddedDecoder(name, encoder, result, plugin.module, None, out_dir)
+    check_new_source(name, description, encoder)
+    return add_to_model(
+        name, Path(data), load_model(model), mode=encoder,
+        other_data={s: Path(p) for s, p in (other_data or {}).items()}, force=force,
+        out_dir=Path(out_dir) if out_dir is not None else None, config=config or TrainConfig(),
+        description=description, valid_fraction=valid_fraction, progress=progress,
+    )  # fmt: skip
 
 
 def remove_decoder(name: str) -> list[Path]:
     """Remove a source added with ``add_decoder``: its local plugin and weights, its training run
     and its fine-tuned model if that went to the default folder (one given as ``out_dir`` is the
     caller's and stays). Returns the paths removed."""
-    from .transfer import remove_local_plugin
-
     removed = remove_local_plugin(name)
     reset_plugins()
     return removed
 
 
-def new_plugin(name: str, folder: str | os.PathLike, description: str = "") -> Path:
+def new_plugin(name: str, *, folder: str | os.PathLike, description: str = "") -> Path:
     """Write a pip-installable package for source ``name``, with its decoder if one was added."""
-    from .transfer import local_plugin_paths, write_package
-
     try:
         SourceSpec(name)
     except ValueError as err:
         raise SeptoolError(str(err)) from None
     check_writable(folder)
-    local_weights = local_plugin_paths(name)[2]
-    weights = local_weights if local_weights.is_file() else None
-    fingerprint = ""
-    if weights is not None:
-        from safetensors import safe_open
-
-        with safe_open(str(weights), "pt") as handle:
-            fingerprint = handle.metadata().get("encoder_fingerprint", "")
-    return write_package(name, Path(folder), description or name, weights, fingerprint)
+    return write_package(name, Path(folder), description or name)

@@ -136,11 +136,11 @@ def evaluate_configurations(
             raise SeptoolError(f"{folder}: no trained {name} configuration (train it: {argument('stage', 'train')})")
         training = json.loads((folder / TRAINING_FILE).read_text())
         if procedure == "independent":
-            models = {s: load_model(folder / s, [s]) for s in MUSDB_STEMS}
+            models = {s: load_model(folder / s, sources=[s]) for s in MUSDB_STEMS}
             separators = [Separator(m.model, [s], device) for s, m in models.items()]
             parameters = sum(count_parameters(m.model) for m in models.values())
         else:
-            model = load_model(folder, list(MUSDB_STEMS))
+            model = load_model(folder, sources=list(MUSDB_STEMS))
             separators = [Separator(model.model, list(MUSDB_STEMS), device)]
             parameters = count_parameters(model.model)
         timing = {"seconds": 0.0}
@@ -180,6 +180,7 @@ def _has_wider_size(out_dir: Path) -> bool:
 
 def run_paper_experiment(
     out_dir: Path,
+    *,
     musdb: Path | None,
     eval_musdb: Path | None = None,
     subset: str = "test",
@@ -217,7 +218,7 @@ def run_paper_experiment(
     return evaluate_configurations(out_dir, Path(root), subset, base.device, progress, jobs)
 
 
-def paper_table_rows(rows: list[Row], metric: str) -> list[list[str]]:
+def paper_table_rows(rows: list[Row], *, metric: str) -> list[list[str]]:
     """For one metric: ours and the paper's value per source, as printable cells."""
     out = []
     for row in rows:

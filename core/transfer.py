@@ -10,13 +10,23 @@ from __future__ import annotations
 import importlib
 import shutil
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import SeptoolError
-from .files import copy_file, write_failure, write_text
+from .datasets import AudioCache, from_folders
+from .errors import SeptoolError, argument
+from .files import check_writable, copy_file, write_failure, write_text
 from .home import activate_local_site, local_site, septool_home
-from .store import copy_as_float16, decoder_file
+from .plugin_manager import registry
+from .plugin_manager import reset as reset_plugins
+from .sources import SourceSpec
+from .store import ENCODER_FILE, copy_as_float16, decoder_file, load_encoder, save_decoder
+from .trainer import TrainConfig, Trainer, TrainResult
+
+if TYPE_CHECKING:
+    from .api import LoadedModel
 
 LOCAL_PREFIX = "septool_local_"
 
@@ -176,13 +186,23 @@ def check_description(description: str) -> None:
         raise SeptoolError(f"the description must be one line of printable text; it holds {bad!r}")
 
 
-def write_package(name: str, folder: Path, description: str, weights: Path | None, fingerprint: str) -> Path:
-    """A pip-installable source plugin package for ``name`` in ``folder``.
+def write_package(name: str, folder: Path, description: str) -> Path:
+    """A pip-installable source plugin package for ``name`` in ``folder``, with the decoder that
+    ``add_decoder`` trained for it, if any (and the fingerprint of the encoder it belongs to).
 
     The description reaches Python through ``repr`` and TOML through ``toml_string``, never pasted
     raw, so no description can change what the generated files do.
     """
     check_description(description)
+    weights: Path | None = local_plugin_paths(name)[2]
+    fingerprint = ""
+    if weights is not None and weights.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(weights), "pt") as handle:
+            fingerprint = handle.metadata().get("encoder_fingerprint", "")
+    else:
+        weights = None
     folder = Path(folder)
     package = folder / f"septool_{name}"
     if package.exists():
@@ -200,3 +220,106 @@ def write_package(name: str, folder: Path, description: str, weights: Path | Non
     if weights is not None:
         copy_as_float16(weights, package / decoder_file(name))  # half the size; widened on loading
     return folder
+
+
+ENCODER_MODES = ("frozen", "finetune")
+
+
+@dataclass
+class AddedDecoder:
+    name: str
+    mode: str
+    training: TrainResult
+    plugin: Path
+    weights: Path | None
+    model_dir: Path | None
+
+
+def check_new_source(name: str, description: str, mode: str) -> None:
+    """Refuse, before any model is loaded, a source that cannot be added: a bad or taken name, a
+    description that cannot be written into a plugin, an unknown encoder mode."""
+    try:
+        SourceSpec(name)
+    except ValueError as err:
+        raise SeptoolError(str(err)) from None
+    check_description(description)
+    check_writable(septool_home())
+    if mode not in ENCODER_MODES:
+        raise SeptoolError(f"unknown encoder mode {mode!r}; choose frozen or finetune")
+    reg = registry()
+    if name in reg.sources:
+        raise SeptoolError(
+            f"source {name!r} already exists (plugin {reg.providers[name]!r}); remove it first (septool remove-decoder)"
+        )
+
+
+def add_decoder(
+    name: str,
+    data: Path,
+    base: LoadedModel,
+    *,
+    mode: str,
+    other_data: dict[str, Path],
+    force: bool,
+    out_dir: Path | None,
+    config: TrainConfig,
+    description: str,
+    valid_fraction: float,
+    progress: Callable[[dict], None] | None,
+) -> AddedDecoder:
+    """Train source ``name``'s decoder on ``base`` (``septool.add_decoder`` checks and documents
+    the arguments) and register it as a local plugin."""
+    reg = registry()
+    if mode == "finetune":
+        missing = [s for s in base.sources if s not in other_data]
+        if missing and not force:
+            raise SeptoolError(
+                "fine-tuning the encoder without the other sources' databases would degrade their decoders; "
+                f"give {argument('other_data')} for {', '.join(missing)}, use {argument('encoder', 'frozen')}, "
+                f"or {argument('force', True)}"
+            )
+        out_dir = out_dir or finetuned_folder(name)
+        if out_dir.resolve() == Path(base.files["encoder"]).parent.resolve():
+            raise SeptoolError(
+                f"{out_dir}: would overwrite the model being fine-tuned; choose another {argument('out_dir')}"
+            )
+    elif other_data:
+        raise SeptoolError(
+            f"{argument('other_data')} (other sources' databases) is only used with {argument('encoder', 'finetune')}"
+        )
+    specs = {s: reg.get(s) for s in other_data}
+    dbs = from_folders(
+        {name: data, **other_data},
+        {name: name, **{s: spec.target for s, spec in specs.items()}},
+        {name: None, **{s: spec.dataset.formats for s, spec in specs.items()}},
+        config.seed,
+        valid_fraction,
+        AudioCache(),
+        formats=reg.formats,
+    )
+    backbone = reg.backbone(base.encoder.backbone)
+    config = replace(
+        config,
+        procedure="interleaved",
+        backbone=backbone.name,
+        size=backbone.size_of(base.encoder.encoder.config) or backbone.default_size,
+    )
+    decoders = dict(base.model.decoders)
+    description = description or f"{name} (added with septool add-decoder)"
+    if mode == "frozen":
+        work = run_folder(name)
+        shutil.rmtree(work, ignore_errors=True)
+        result = Trainer(config, dbs, work, progress, base=(base.encoder, decoders), frozen=True).run()
+        plugin = write_local_plugin(name, description, work / decoder_file(name))
+        reset_plugins()
+        return AddedDecoder(name, mode, result, plugin.module, plugin.weights, None)
+    assert out_dir is not None  # named above
+    result = Trainer(config, dbs, out_dir, progress, base=(base.encoder, decoders)).run()
+    trained = load_encoder(out_dir / ENCODER_FILE)
+    for source in base.sources:
+        if source not in dbs.sources:  # force: kept as they were, now bound to the new encoder
+            provenance = {"note": "encoder fine-tuned without this source's data (force)"}
+            save_decoder(out_dir / decoder_file(source), source, decoders[source], trained, provenance)
+    plugin = write_local_plugin(name, description, None)
+    reset_plugins()
+    return AddedDecoder(name, mode, result, plugin.module, None, out_dir)

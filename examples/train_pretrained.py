@@ -59,8 +59,10 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
     render = args.work / "render"
-    synthesize(render, args.hours, seed=100, soundfonts=TRAIN_FONTS, jobs=args.jobs, voices="train")
-    synthesize(render, args.test_hours, seed=999, soundfonts=TEST_FONTS, jobs=args.jobs, subset="test", voices="test")
+    synthesize(render, hours=args.hours, seed=100, soundfonts=TRAIN_FONTS, jobs=args.jobs, voices="train")
+    synthesize(
+        render, hours=args.test_hours, seed=999, soundfonts=TEST_FONTS, jobs=args.jobs, subset="test", voices="test"
+    )
     config = septool.TrainConfig(
         procedure="interleaved", size=args.size, batch_size=args.batch_size, device=args.device,
         precision=args.precision, max_minutes=args.minutes, seed=0, batches_per_epoch=args.batches_per_epoch,

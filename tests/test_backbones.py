@@ -17,7 +17,7 @@ from septool.trainer import Trainer
 
 
 def separated_gains(model_dir, test, reg):
-    model = septool.load_model(model_dir, ["low", "high"], reg=reg)
+    model = septool.load_model(model_dir, sources=["low", "high"], reg=reg)
     mixture = np.stack([test["low"] + test["high"]] * 2).astype(np.float32)
     estimates = septool.Separator(model.model, ["low", "high"]).separate(mixture)
     gains = {}
@@ -98,7 +98,7 @@ def test_frozen_add_decoder_on_lstm_keeps_the_encoder_bit_identical(lstm_model_d
         assert torch.equal(tensor, after[name].cpu()), name  # weights and BatchNorm statistics
     # the command: a unet-sized config is adapted to the model's backbone
     before = (lstm_model_dir / "encoder.safetensors").read_bytes()
-    added = septool.add_decoder("guitar", tmp_path / "db", model=lstm_model_dir, config=quick())
+    added = septool.add_decoder("guitar", data=tmp_path / "db", model=lstm_model_dir, config=quick())
     assert (lstm_model_dir / "encoder.safetensors").read_bytes() == before
     assert added.training.epochs == 2
     song = tmp_path / "song.wav"
@@ -115,7 +115,7 @@ def test_a_decoder_of_another_backbone_is_refused_in_one_line(lstm_model_dir, ti
     (mixed / "encoder.safetensors").write_bytes((tiny_model_dir / "encoder.safetensors").read_bytes())  # unet
     (mixed / decoder_file("vocals")).write_bytes((lstm_model_dir / decoder_file("vocals")).read_bytes())
     with pytest.raises(SeptoolError) as err:
-        septool.load_model(mixed, ["vocals"])
+        septool.load_model(mixed, sources=["vocals"])
     assert "is of backbone 'lstm', the loaded encoder of backbone 'unet'" in str(err.value)
     song = tmp_path / "song.wav"
     write_song(song)

@@ -25,7 +25,7 @@ def exported(tmp_path_factory):
     """A tiny unet model directory and its ONNX export with a free batch dimension."""
     root = tmp_path_factory.mktemp("export")
     save_model(tiny_model(["vocals", "drums", "bass", "other"], seed=3), root / "model")
-    path = septool.export(root / "tiny.onnx", root / "model", dynamic_batch=True)
+    path = septool.export(root / "tiny.onnx", model=root / "model", dynamic_batch=True)
     return root / "model", path
 
 
@@ -36,7 +36,7 @@ def test_onnxruntime_runs_the_export_as_torch_does(backbone, exported, tmp_path)
     else:
         model_dir = tmp_path / "model"
         save_model(tiny_model(["vocals", "bass"], seed=3, backbone="lstm"), model_dir, "lstm")
-        path = septool.export(tmp_path / "lstm.onnx", model_dir, dynamic_batch=True)
+        path = septool.export(tmp_path / "lstm.onnx", model=model_dir, dynamic_batch=True)
     loaded = septool.load_model(model_dir)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
@@ -73,7 +73,7 @@ def test_the_numpy_reference_script_separates_as_septool_does(exported, tmp_path
     model_dir, path = exported
     song = tmp_path / "song.wav"
     write_song(song, seconds=2.0)
-    septool.separate(song, tmp_path / "septool", model=model_dir, bits="32f", precision="fp32")
+    septool.separate(song, out_dir=tmp_path / "septool", model=model_dir, bits="32f", precision="fp32")
     run = subprocess.run([sys.executable, SCRIPT, path, song, tmp_path / "script"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     for source in ("vocals", "drums", "bass", "other"):

@@ -21,7 +21,7 @@ INJECTIONS = [
 @pytest.mark.parametrize("description", INJECTIONS)
 def test_new_plugin_description_is_data_not_code(description, tmp_path, monkeypatch, fresh_plugins):
     monkeypatch.chdir(tmp_path)
-    package = septool.new_plugin("kazoo", tmp_path / "pkg", description)
+    package = septool.new_plugin("kazoo", folder=tmp_path / "pkg", description=description)
     project = tomllib.loads((package / "pyproject.toml").read_text())
     assert project["project"]["description"] == f"septool source plugin: {description}"
     monkeypatch.syspath_prepend(str(package))
@@ -71,7 +71,9 @@ def test_input_named_dot_dot_cannot_leave_the_output_folder(tiny_model_dir, song
 
 def test_templates_that_stay_inside_are_accepted(tiny_model_dir, song, tmp_path):
     out_dir = tmp_path / "out"
-    tracks = septool.separate(song, out_dir, ["vocals"], "sub/./{track}_{source}.{ext}", model=tiny_model_dir)
+    tracks = septool.separate(
+        song, out_dir=out_dir, sources=["vocals"], filename="sub/./{track}_{source}.{ext}", model=tiny_model_dir
+    )
     assert tracks[0].outputs["vocals"] == out_dir / "sub" / "song_vocals.wav"
     assert tracks[0].outputs["vocals"].is_file()
 
@@ -96,7 +98,7 @@ def test_an_output_that_would_replace_its_input_is_refused(tiny_model_dir, tmp_p
     write_song(song)
     data = song.read_bytes()
     with pytest.raises(SeptoolError, match="would replace the input"):
-        septool.separate(song, tmp_path, ["vocals"], "{source}.{ext}", model=tiny_model_dir)
+        septool.separate(song, out_dir=tmp_path, sources=["vocals"], filename="{source}.{ext}", model=tiny_model_dir)
     assert song.read_bytes() == data
 
 
@@ -218,7 +220,7 @@ def test_a_full_disk_while_writing_stems_is_one_line_and_leaves_nothing(when, ti
 
 def test_a_long_legal_output_name_is_written(tiny_model_dir, song, tmp_path):
     name = "x" * 236 + "_{source}.{ext}"  # 247 characters for vocals.wav: legal, but not with a temp suffix
-    tracks = septool.separate(song, tmp_path / "out", ["vocals"], name, model=tiny_model_dir)
+    tracks = septool.separate(song, out_dir=tmp_path / "out", sources=["vocals"], filename=name, model=tiny_model_dir)
     assert len(tracks[0].outputs["vocals"].name) == 247 and tracks[0].outputs["vocals"].is_file()
 
 
@@ -368,7 +370,7 @@ def test_a_full_disk_while_rendering_leaves_no_temporary_song_folder(tmp_path, m
 
     monkeypatch.setattr(soundfile, "write", full)
     with pytest.raises(SeptoolError, match="cannot write .No space left on device"):
-        synthesize(tmp_path / "db", 0.001, seed=3, soundfonts=["/usr/share/sounds/sf2/TimGM6mb.sf2"],
+        synthesize(tmp_path / "db", hours=0.001, seed=3, soundfonts=["/usr/share/sounds/sf2/TimGM6mb.sf2"],
                    song_seconds=(6.0, 6.0), voices="kal")  # fmt: skip
     assert not [p for p in (tmp_path / "db").rglob("*") if p.is_file()]
 

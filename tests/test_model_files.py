@@ -30,7 +30,7 @@ def crafted(tiny_model_dir, tmp_path, file, tensors=None, metadata=None):
 
 def refused(folder, file, sources=None):
     with pytest.raises(SeptoolError) as err:
-        septool.load_model(folder, sources)
+        septool.load_model(folder, sources=sources)
     message = str(err.value)
     assert str(folder / file) in message and "\n" not in message
     return message
@@ -103,5 +103,5 @@ def test_non_finite_estimates_are_refused_before_anything_is_written(tiny_model_
         next(iter(loaded.model.decoders["drums"].parameters())).fill_(float("inf"))
     out_dir = tmp_path / "out"
     with pytest.raises(SeptoolError, match="drums decoder produced NaN or infinite samples"):
-        septool.separate(song, out_dir, model=loaded)
+        septool.separate(song, out_dir=out_dir, model=loaded)
     assert not any(out_dir.rglob("*")) if out_dir.exists() else True

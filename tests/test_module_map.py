@@ -48,3 +48,19 @@ def test_the_cli_reaches_septool_only_through_its_public_api():
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert {m for m in imported if m.startswith("septool")} == {"septool"}
     assert documented()["cli.app"] == {"septool"}
+
+
+def test_the_public_functions_take_keywords_after_their_first_argument():
+    """``septool.train(out, musdb=...)``, never ``septool.train(out, root)``: a call reads the same
+    after a parameter is added, moved or renamed."""
+    import inspect
+
+    import septool
+
+    functions = [getattr(septool, n) for n in septool.__all__ if inspect.isfunction(getattr(septool, n))]
+    names = {f.__name__ for f in functions}
+    assert {"load_model", "separate", "train", "evaluate", "add_decoder", "synthesize"} <= names
+    for function in functions:
+        params = list(inspect.signature(function).parameters.values())[1:]
+        positional = [p.name for p in params if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+        assert positional == [], f"{function.__name__}: {positional} can be passed by position"

@@ -185,7 +185,7 @@ def test_cli_filter_writes_only_the_chosen_stems(cli, tmp_path, song, tiny_model
 
 def test_the_wiener_filter_reports_progress_over_both_of_its_passes(tmp_path, song, tiny_model_dir):
     calls = []
-    septool.separate(song, tmp_path / "o", model=tiny_model_dir, postfilter="wiener",
+    septool.separate(song, out_dir=tmp_path / "o", model=tiny_model_dir, postfilter="wiener",
                      progress=lambda track, done, total: calls.append((done, total)))  # fmt: skip
     frames = sf.info(song).frames
     assert {total for _, total in calls} == {2 * frames}

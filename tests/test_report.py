@@ -62,7 +62,7 @@ def evaluated(tmp_path_factory):
     write_pair_track(root / "pairs" / ODD, seed=2)
     for k in (1, 2):
         save_model(tiny_model(SOURCES, seed=k), root / f"model{k}")
-        septool.evaluate(root / f"results{k}", root / f"model{k}", data=root / "pairs", sources=SOURCES,
+        septool.evaluate(root / f"results{k}", model=root / f"model{k}", data=root / "pairs", sources=SOURCES,
                          precision="fp32", report=True)  # fmt: skip
     return root
 
@@ -124,7 +124,7 @@ def test_reports_of_two_models_side_by_side(evaluated, tmp_path, cli):
     assert "vocals: estimate · first" in html and "vocals: estimate · second" in html
 
     write_pair_track(tmp_path / "other" / "calm", seed=1, seconds=20.0)  # the same name, another excerpt
-    septool.evaluate(tmp_path / "r3", evaluated / "model1", data=tmp_path / "other", sources=SOURCES,
+    septool.evaluate(tmp_path / "r3", model=evaluated / "model1", data=tmp_path / "other", sources=SOURCES,
                      precision="fp32", report=True)  # fmt: skip
     code, out, err = cli("report", evaluated / "results1", tmp_path / "r3", "-o", tmp_path / "mixed")
     assert code == 1 and len(err.strip().splitlines()) == 1 and "compare reports of the same tracks" in err
@@ -193,7 +193,7 @@ def test_a_failed_report_leaves_nothing_behind(evaluated, tmp_path, monkeypatch)
 
     monkeypatch.setattr(septool.listening, "write_window_plot", full_disk)
     with pytest.raises(SeptoolError, match="report: cannot write"):
-        septool.evaluate(tmp_path / "r", evaluated / "model1", data=evaluated / "pairs", sources=SOURCES,
+        septool.evaluate(tmp_path / "r", model=evaluated / "model1", data=evaluated / "pairs", sources=SOURCES,
                          precision="fp32", report=True)  # fmt: skip
     assert not (tmp_path / "r" / "report").exists()
     assert not [p for p in (tmp_path / "r").iterdir() if p.name.startswith(".")]

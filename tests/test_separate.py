@@ -27,20 +27,28 @@ def test_cli_separates_into_every_source(cli, song, tmp_path, tiny_model_dir):
 def test_any_rate_and_mono_give_same_length_at_the_input_rate(tmp_path, tiny_model_dir, rate, channels):
     path = tmp_path / f"in_{rate}.wav"
     write_song(path, seconds=1.37, rate=rate, channels=channels)
-    (track,) = septool.separate(path, tmp_path / "out", sources=["bass"], model=tiny_model_dir)
+    (track,) = septool.separate(path, out_dir=tmp_path / "out", sources=["bass"], model=tiny_model_dir)
     info = sf.info(track.outputs["bass"])
     assert (info.samplerate, info.channels, info.frames) == (rate, 2, sf.info(path).frames)
 
 
 def test_filename_template_format_and_bits(tmp_path, song, tiny_model_dir):
-    septool.separate(song, tmp_path / "o", ["drums"], "{source}-{track}.{ext}", "flac", "24", model=tiny_model_dir)
+    septool.separate(
+        song,
+        out_dir=tmp_path / "o",
+        sources=["drums"],
+        filename="{source}-{track}.{ext}",
+        fmt="flac",
+        bits="24",
+        model=tiny_model_dir,
+    )
     assert sf.info(tmp_path / "o" / "drums-song.flac").subtype == "PCM_24"
-    septool.separate(song, tmp_path / "f", ["drums"], fmt="wav", bits="32f", model=tiny_model_dir)
+    septool.separate(song, out_dir=tmp_path / "f", sources=["drums"], fmt="wav", bits="32f", model=tiny_model_dir)
     assert sf.info(tmp_path / "f" / "song" / "drums.wav").subtype == "FLOAT"
     with pytest.raises(SeptoolError, match="FLAC cannot store 32-bit float"):
-        septool.separate(song, tmp_path / "x", fmt="flac", bits="32f", model=tiny_model_dir)
+        septool.separate(song, out_dir=tmp_path / "x", fmt="flac", bits="32f", model=tiny_model_dir)
     with pytest.raises(SeptoolError, match="unknown field"):
-        septool.separate(song, tmp_path / "x", filename="{artist}/{source}.{ext}", model=tiny_model_dir)
+        septool.separate(song, out_dir=tmp_path / "x", filename="{artist}/{source}.{ext}", model=tiny_model_dir)
     assert not (tmp_path / "x").exists()
 
 
@@ -51,8 +59,8 @@ def test_folder_input_and_progress_callback(tmp_path, tiny_model_dir):
     calls = []
     tracks = septool.separate(
         tmp_path / "songs",
-        tmp_path / "out",
-        ["other"],
+        out_dir=tmp_path / "out",
+        sources=["other"],
         model=tiny_model_dir,
         progress=lambda track, done, total: calls.append((track.name, done, total)),
     )
@@ -70,11 +78,11 @@ def test_clipping_is_reported_not_hidden(tmp_path, tiny_model_dir):
 
     path = tmp_path / "loud.wav"
     write_song(path)
-    loaded = septool.load_model(tiny_model_dir, ["vocals"])
+    loaded = septool.load_model(tiny_model_dir, sources=["vocals"])
     loaded.model = Loud()
-    (track,) = septool.separate(path, tmp_path / "o16", ["vocals"], model=loaded)
+    (track,) = septool.separate(path, out_dir=tmp_path / "o16", sources=["vocals"], model=loaded)
     assert track.clipped["vocals"] > 0 and track.peaks["vocals"] > 1
-    (track,) = septool.separate(path, tmp_path / "o32", ["vocals"], bits="32f", model=loaded)
+    (track,) = septool.separate(path, out_dir=tmp_path / "o32", sources=["vocals"], bits="32f", model=loaded)
     assert track.clipped["vocals"] == 0
     assert np.abs(sf.read(track.outputs["vocals"])[0]).max() > 1  # float output keeps the peaks
 

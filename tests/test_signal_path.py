@@ -190,7 +190,7 @@ def test_any_rate_and_length_comes_back_at_that_rate_and_length(rate, seconds, c
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "in.wav"
         sf.write(path, audio, rate, subtype="FLOAT")
-        (track,) = septool.separate(path, Path(tmp) / "out", model=tiny_model_dir, bits="32f")
+        (track,) = septool.separate(path, out_dir=Path(tmp) / "out", model=tiny_model_dir, bits="32f")
         for source, stem in track.outputs.items():
             data, stem_rate = sf.read(stem, always_2d=True)
             assert stem_rate == rate and data.shape[0] == frames, (source, stem_rate, data.shape)

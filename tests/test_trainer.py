@@ -78,7 +78,7 @@ def test_the_time_budget_stops_training_within_a_round_not_at_the_end_of_the_epo
     assert result.patches_seen < 2 * 15  # the first epoch was cut short
     # over the budget by at most one round (2 steps) and the validation that follows it
     assert trainer.seconds < 1.2 + 2 * 0.25 + trainer.valid_seconds + 0.3, (trainer.seconds, trainer.valid_seconds)
-    assert septool.load_model(tmp_path, ["low", "high"], reg=_toy_registry()).sources == ["low", "high"]
+    assert septool.load_model(tmp_path, sources=["low", "high"], reg=_toy_registry()).sources == ["low", "high"]
 
 
 def test_an_epoch_is_as_long_as_the_smallest_database_allows(tmp_path):
@@ -166,7 +166,7 @@ def test_training_separates_a_toy_problem(toy, tmp_path, procedure):
     result = trainer.run()
     first, best = result.history[0]["valid_relative"], result.best_loss
     assert best < 0.6 * first, f"validation L1 (of silence's) {first:.3f} -> {best:.3f}"
-    model = septool.load_model(tmp_path, ["low", "high"], reg=_toy_registry())
+    model = septool.load_model(tmp_path, sources=["low", "high"], reg=_toy_registry())
     mixture = np.stack([test["low"] + test["high"]] * 2).astype(np.float32)
     estimates = septool.Separator(model.model, ["low", "high"]).separate(mixture)
     for source in ("low", "high"):
@@ -250,7 +250,7 @@ def test_independent_and_simultaneous_procedures(musdb_sample, tmp_path):
         cache=tmp_path / "cache",
     )  # fmt: skip
     assert sorted(p.name for p in result.model_dir.iterdir() if p.is_dir()) == ["bass", "drums", "other", "vocals"]
-    assert septool.load_model(tmp_path / "ind" / "vocals", ["vocals"]).sources == ["vocals"]
+    assert septool.load_model(tmp_path / "ind" / "vocals", sources=["vocals"]).sources == ["vocals"]
     result = septool.train(
         tmp_path / "sim", musdb=musdb_sample, config=tiny_config(procedure="simultaneous", max_epochs=2, batch_size=2),
         cache=tmp_path / "cache",
@@ -443,7 +443,7 @@ def test_mse_loss_is_an_option_recorded_with_the_model(toy, tmp_path):
         mse = float(trainer.steps.loss("low", mixture[:2], target[:2]))
         assert mse != pytest.approx(float(l1.steps.loss("low", mixture[:2], target[:2])))
     result = trainer.run()
-    model = septool.load_model(tmp_path, ["low"], reg=_toy_registry())
+    model = septool.load_model(tmp_path, sources=["low"], reg=_toy_registry())
     assert model.encoder.metadata["provenance"]["loss"] == "mse"
 
     # epochs are chosen by each source's loss as a fraction of silence's, so that the loudest
@@ -512,7 +512,7 @@ def test_remix_is_a_probability_recorded_with_the_model(toy, tmp_path):
     with pytest.raises(SeptoolError, match="remix is a probability"):
         tiny_config(remix=1.5)
     Trainer(tiny_config(augment=True, remix=0.5, max_epochs=1, batches_per_epoch=1), dbs, tmp_path).run()
-    model = septool.load_model(tmp_path, ["low"], reg=_toy_registry())
+    model = septool.load_model(tmp_path, sources=["low"], reg=_toy_registry())
     assert model.encoder.metadata["provenance"]["remix"] == 0.5
 
 

@@ -58,7 +58,7 @@ def digest(path):
 
 def test_frozen_add_decoder_then_separate_then_remove(home, base_model, tmp_path, cli):
     before = digest(base_model / "encoder.safetensors")
-    added = septool.add_decoder("guitar", guitar_db(tmp_path / "db"), model=base_model, config=quick())
+    added = septool.add_decoder("guitar", data=guitar_db(tmp_path / "db"), model=base_model, config=quick())
     assert digest(base_model / "encoder.safetensors") == before
     assert added.weights.is_file() and added.plugin.is_file()
     code, out, err = cli("plugins")
@@ -94,7 +94,9 @@ def test_frozen_training_leaves_the_encoder_bit_identical(home, base_model, tmp_
 
 def test_finetune_needs_the_other_databases(home, base_model, tmp_path):
     with pytest.raises(SeptoolError, match="would degrade their decoders"):
-        septool.add_decoder("guitar", guitar_db(tmp_path / "db"), "finetune", base_model, config=quick())
+        septool.add_decoder(
+            "guitar", data=guitar_db(tmp_path / "db"), encoder="finetune", model=base_model, config=quick()
+        )
     assert not (home / "plugins").exists()
 
 
@@ -103,7 +105,13 @@ def test_finetune_keeps_the_other_sources_within_ten_percent(musdb_sample, home,
     septool.train(trained, musdb=musdb_sample, config=quick(max_epochs=3))
     others = {s: musdb_sample for s in BUILTIN}
     added = septool.add_decoder(
-        "guitar", guitar_db(tmp_path / "db"), "finetune", trained, others, out_dir=tmp_path / "ft", config=quick()
+        "guitar",
+        data=guitar_db(tmp_path / "db"),
+        encoder="finetune",
+        model=trained,
+        other_data=others,
+        out_dir=tmp_path / "ft",
+        config=quick(),
     )
     result = added.training
     assert set(result.initial_valid) == {*BUILTIN, "guitar"}
@@ -118,7 +126,7 @@ def test_finetune_keeps_the_other_sources_within_ten_percent(musdb_sample, home,
         load_encoder(tmp_path / "ft" / "encoder.safetensors").fingerprint
         != load_encoder(trained / "encoder.safetensors").fingerprint
     )
-    model = septool.load_model(tmp_path / "ft", ["guitar", "vocals"])
+    model = septool.load_model(tmp_path / "ft", sources=["guitar", "vocals"])
     assert model.sources == ["guitar", "vocals"]
 
 
@@ -127,19 +135,19 @@ def test_bad_database_is_refused_and_creates_nothing(home, base_model, tmp_path)
     (db / "song0" / "guitar.wav").write_text("broken")
     sf.write(db / "song1" / "guitar.wav", np.zeros((RATE, 2)), RATE)
     with pytest.raises(SeptoolError) as err:
-        septool.add_decoder("guitar", db, model=base_model, config=quick())
+        septool.add_decoder("guitar", data=db, model=base_model, config=quick())
     assert len(str(err.value).splitlines()) == 2
     assert not (home / "plugins").exists()
     (tmp_path / "empty").mkdir()
     with pytest.raises(SeptoolError, match="empty database"):
-        septool.add_decoder("guitar", tmp_path / "empty", model=base_model, config=quick())
+        septool.add_decoder("guitar", data=tmp_path / "empty", model=base_model, config=quick())
     with pytest.raises(SeptoolError, match="already exists"):
-        septool.add_decoder("vocals", db, model=base_model, config=quick())
+        septool.add_decoder("vocals", data=db, model=base_model, config=quick())
 
 
 def test_new_plugin_package_installs_and_uninstalls(home, base_model, tmp_path, cli):
-    septool.add_decoder("guitar", guitar_db(tmp_path / "db"), model=base_model, config=quick())
-    package = septool.new_plugin("guitar", tmp_path / "septool-guitar", "Guitars")
+    septool.add_decoder("guitar", data=guitar_db(tmp_path / "db"), model=base_model, config=quick())
+    package = septool.new_plugin("guitar", folder=tmp_path / "septool-guitar", description="Guitars")
     with safe_open(str(package / "septool_guitar" / "guitar.safetensors"), "pt") as handle:
         assert handle.get_tensor("average.weight").dtype == torch.float16  # shipped as septool ships weights
         assert handle.metadata()["source"] == "guitar"

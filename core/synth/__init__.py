@@ -120,6 +120,7 @@ def _done(job: SongJob, settings: dict) -> bool:
 
 def synthesize(
     out_dir: str | os.PathLike,
+    *,
     hours: float,
     sources: Sequence[str] = STEMS,
     extras: Sequence[str] = (),
