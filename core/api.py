@@ -334,6 +334,8 @@ def _prepare(
     model: str | os.PathLike | LoadedModel | None, sources: Sequence[str] | None, postfilter: str, iterations: int
 ) -> tuple[LoadedModel, list[str], PostFilter | None]:
     """The model, the sources to write and the post-filter over their stem sets, all checked."""
+    if iterations < 1:  # refused with no post-filter too: the value is wrong whatever the filter
+        raise SeptoolError(f"{argument('wiener_iterations')} must be at least 1, got {iterations}")
     reg = registry()
     spec = reg.postfilter(postfilter) if postfilter != NO_POSTFILTER else None
     chosen = list(dict.fromkeys(sources)) if sources is not None else None

@@ -243,17 +243,20 @@ class AtomicWriter:
         self.peak = 0.0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # the temporary name carries at most 64 characters of the target's, so a legal name stays legal
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name[:64]}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
         self._file: Any = None  # a soundfile.SoundFile once opened
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name[:64]}.", suffix=".tmp", dir=self.path.parent)
+        self._tmp = Path(tmp)
         try:
+            os.close(fd)
             self._file = sf.SoundFile(
                 tmp, mode="w", samplerate=samplerate, channels=2, format=fmt.upper(), subtype=self.subtype
             )
         except (sf.LibsndfileError, OSError) as err:
             self.abort()
             raise write_failure(self.path, err) from None
+        except BaseException:  # SIGTERM or Ctrl-C while opening: the caller holds no writer to abort
+            self.abort()
+            raise
 
     def write(self, block: np.ndarray) -> None:
         """Write a (2, n) float block."""

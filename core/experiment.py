@@ -200,6 +200,8 @@ def run_paper_experiment(
     """
     if stage not in STAGES:
         raise SeptoolError(f"unknown stage {stage!r}; choose {', '.join(STAGES)}")
+    if jobs < 1:  # refused now, not after hours of training
+        raise SeptoolError(f"jobs must be at least 1, got {jobs}")
     base = base or TrainConfig()
     if stage != "evaluate":
         if musdb is None:

@@ -81,6 +81,8 @@ class TrainConfig:
             raise SeptoolError(f"remix is a probability from 0 to 1, got {self.remix}")
         if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.valid_patches < 1:
             raise SeptoolError("batch size, epochs, patience and validation patches must be at least 1")
+        if self.seed < 0:
+            raise SeptoolError(f"the seed must be 0 or more, got {self.seed}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise SeptoolError(f"the learning rate must be a positive number, got {self.lr}")
         if self.batches_per_epoch is not None and self.batches_per_epoch < 1:

@@ -488,3 +488,41 @@ print("epochs", result.epochs)
     assert Checkpoint(out / CHECKPOINT_FILE).header["epoch"] == 1  # the previous complete one
     resumed = subprocess.run([sys.executable, "-c", script, "resume"], capture_output=True, text=True)
     assert resumed.returncode == 0 and "epochs 3" in resumed.stdout, resumed.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 400 kB file system (tmpfs), where this machine lets the test mount one (root on Linux)."""
+    import os
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("command", ["separate", "synth"])
+def test_a_real_full_disk_is_one_line_and_leaves_nothing(command, small_disk, tiny_model_dir, tmp_path, cli):
+    """The disk fills while the output is written (4 stems of 3 s are 2 MB; synth's first song more):
+    one line naming the path and ENOSPC's reason, exit 1, and not one byte left on the disk."""
+    from conftest import write_song
+
+    song = tmp_path / "song.wav"
+    write_song(song, seconds=3.0)
+    out_dir = small_disk / "out"
+    if command == "separate":
+        code, out, err = cli("separate", song, "--model", tiny_model_dir, "-o", out_dir)
+    else:
+        code, out, err = cli("synth", out_dir, "--hours", "0.001", "--song-seconds", "10,10")
+    lines = [line for line in err.splitlines() if "error" in line]  # beside the progress bar
+    assert code == 1 and "Traceback" not in err and len(lines) == 1, err
+    assert "No space left on device" in lines[0] or "no space" in lines[0].lower(), lines[0]
+    assert [p for p in small_disk.rglob("*") if p.is_file()] == []

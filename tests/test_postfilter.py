@@ -202,7 +202,7 @@ def test_cli_filter_errors_are_one_line_and_write_nothing(cli, tmp_path, song, t
         ("--model", partial, "--filter", "wiener", "--sources", "vocals"): "needs the whole stem set",
         ("--model", partial, "--filter", "wiener", "--sources", "guitar"): "guitar belong to no stem set",
         ("--model", tiny_model_dir, "--filter", "median"): "unknown post-filter 'median'",
-        ("--model", tiny_model_dir, "--filter", "wiener", "--wiener-iterations", "0"): "at least 1 iteration",
+        ("--model", tiny_model_dir, "--filter", "wiener", "--wiener-iterations", "0"): "iterations must be at least 1",
     }
     for args, message in cases.items():
         code, _, err = cli("separate", song, "-o", tmp_path / "o", *args)

@@ -65,9 +65,11 @@ def plan(
     return jobs
 
 
-def _check(hours, sources, extras, layout, soundfonts, subset, jobs, song_seconds) -> list[SoundFont]:
+def _check(hours, sources, extras, layout, soundfonts, subset, jobs, song_seconds, seed) -> list[SoundFont]:
     if jobs < 1:
         raise SeptoolError(f"jobs must be at least 1, got {jobs}")
+    if seed < 0:
+        raise SeptoolError(f"the seed must be 0 or more, got {seed}")
     low, high = song_seconds
     if not (0 < low <= high < 3600):  # also refuses nan and inf
         raise SeptoolError(
@@ -153,7 +155,7 @@ def synthesize(
     """
     extras = tuple(dict.fromkeys(extras))
     sources = list(dict.fromkeys(sources))
-    loaded = _check(hours, sources, extras, layout, soundfonts, subset, jobs, song_seconds)
+    loaded = _check(hours, sources, extras, layout, soundfonts, subset, jobs, song_seconds, seed)
     singers = choose_voices(voices)
     written = list(STEMS if layout == "musdb" else sources) + [e for e in extras if e not in sources]
     targets = sources + [e for e in extras if e not in sources]
