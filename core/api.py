@@ -20,6 +20,7 @@ from .datasets import MUSDB_STEMS, AudioCache, from_folders, from_musdb
 from .errors import SeptoolError, argument
 from .evaluation import Results, evaluate_tracks, evaluation_tracks, oracle, write_results
 from .files import DEFAULT_FILENAME, check_writable
+from .formats import check_subset
 from .listening import PAGE as REPORT_PAGE
 from .listening import compare as compare_reports
 from .listening import writing_report
@@ -552,6 +553,7 @@ def evaluate(
         )
     if jobs < 1:
         raise SeptoolError(f"jobs must be at least 1, got {jobs}")
+    check_subset(subset, registry().formats)
     check_writable(out_dir)
     if oracle_mask is None:
         loaded, chosen, post = _prepare(model, sources or None, postfilter, wiener_iterations)

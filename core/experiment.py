@@ -23,6 +23,7 @@ import torch
 from .datasets import MUSDB_STEMS
 from .errors import SeptoolError, argument
 from .evaluation import evaluate_tracks, evaluation_tracks, write_results
+from .formats import check_subset
 from .network import count_parameters
 from .plugin_manager import registry
 from .separator import Separator
@@ -202,6 +203,7 @@ def run_paper_experiment(
         raise SeptoolError(f"unknown stage {stage!r}; choose {', '.join(STAGES)}")
     if jobs < 1:  # refused now, not after hours of training
         raise SeptoolError(f"jobs must be at least 1, got {jobs}")
+    check_subset(subset, registry().formats)
     base = base or TrainConfig()
     if stage != "evaluate":
         if musdb is None:

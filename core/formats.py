@@ -124,6 +124,13 @@ class DatasetFormat:
             raise ValueError(f"dataset format name {self.name!r} must be lower-case letters, digits, '_' and '-'")
 
 
+def check_subset(subset: str, formats: Mapping[str, DatasetFormat]) -> None:
+    """Refuse a subset that no registered format holds (a misspelt ``test`` would read nothing)."""
+    known = sorted({s for f in formats.values() for s in f.subsets})
+    if subset not in known:
+        raise SeptoolError(f"unknown subset {subset!r}; choose {', '.join(known)}")
+
+
 def detect_format(root: Path, formats: Mapping[str, DatasetFormat], name: str | None = None) -> DatasetFormat:
     """The format of the database at ``root``: the one named, or the one whose ``detect`` claims it."""
     root = Path(root)
