@@ -13,7 +13,6 @@ import csv
 import json
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -28,6 +27,7 @@ from .formats import DatasetFormat, TrackFiles
 from .plugin_manager import registry
 from .spectral import Spectrogram
 
+from .workers import worker_pool
 METRICS = ("SDR", "SIR", "SAR", "ISR")
 WINDOW = 44100
 ORACLES = ("irm", "ibm", "mixture")
@@ -221,7 +221,7 @@ def evaluate_tracks(
             if progress:
                 progress(done, len(tracks))
         return results
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    with worker_pool(jobs) as pool:
         waiting: deque = deque()
 
         def collect() -> None:

@@ -13,7 +13,6 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from .network import count_parameters
 from .plugin_manager import registry
 from .separator import Separator
 from .trainer import TrainConfig
+from .workers import worker_pool
 
 CONFIGURATIONS = (
     ("independent", "independent", "encoder"),
@@ -111,8 +111,8 @@ def train_configurations(
     if progress:
         progress(f"training {', '.join(j[0] for j in jobs)} in parallel")
     context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
-    with ProcessPoolExecutor(len(jobs), mp_context=context) as pool:
-        list(pool.map(_train_configuration, [(*job, threads) for job in jobs]))
+    with worker_pool(len(jobs), mp_context=context) as pool:
+        pool.map(_train_configuration, [(*job, threads) for job in jobs])
 
 
 def evaluate_configurations(

@@ -144,3 +144,40 @@ def test_without_the_synth_extra_synth_says_what_to_install(tmp_path, monkeypatc
     with pytest.raises(SeptoolError, match=r"needs pyworld: pip install 'septool\[synth\]'"):
         render(tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_sigterm_stops_a_parallel_synth_at_once_and_leaves_no_partial_song(tmp_path):
+    """The pool's own exit would render the whole queue (an hour of songs here) first."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "db"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "septool.cli.app", "synth", out, "--hours", "1", "-j", "2", "--song-seconds", "8,12",
+         "--soundfont", TIMGM],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.rglob(".*.tmp")) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.poll() is None, "synth ended before it could be interrupted"
+        process.send_signal(signal.SIGTERM)
+        start = time.monotonic()
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143 and "terminated" in err and "Traceback" not in err, err
+    assert time.monotonic() - start < 20
+    assert not list(out.rglob(".*.tmp")), "a half-written song is left"
+    workers = [p for p in Path("/proc").glob("[0-9]*/cmdline") if str(out).encode() in _read(p)]
+    assert not workers, "a worker outlived synth"
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # the process has gone
+        return b""

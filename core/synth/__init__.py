@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SeptoolError, argument
+from ..workers import worker_pool
 from .compose import EXTRA_PROGRAMS, STEMS, compose
 from .layout import LAYOUTS, song_folders, write_song
 from .render import check_tools, render_song
@@ -178,7 +178,7 @@ def synthesize(
         for count, metadata in enumerate(finished, 1):
             _collect(result, metadata, count, len(pending), progress)
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with worker_pool(jobs) as pool:
             futures = [pool.submit(_render_job, job, settings) for job in pending]
             for count, future in enumerate(futures, 1):
                 _collect(result, future.result(), count, len(pending), progress)
