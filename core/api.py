@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import os
 import string
 from collections.abc import Callable, Iterable, Sequence
@@ -588,9 +587,9 @@ def evaluate(
         written = write_results(results, out_dir, label)
         if writer is not None:
             protocol = {
-                "metric": f"BSSEval v4 (museval {_version('museval')}), all sources jointly",
+                "metric": "BSSEval v4 (septool.bsseval, museval's figures), all sources jointly",
                 "windows": "1 s, not overlapping; a track's score is the median over its windows (windows where "
-                "museval gives NaN, such as a silent reference, left out), a set's the mean over its tracks",
+                "BSSEval gives NaN, such as a silent reference, left out), a set's the mean over its tracks",
                 "data": f"MUSDB18 {musdb}, subset {subset}" if musdb is not None else f"pair folders {data}",
                 "sources": chosen, "precision": precision if loaded is not None else "fp32",
                 "post-filter": (f"{post.kind}" if loaded is not None and post else "none"), "device": device,
@@ -599,13 +598,6 @@ def evaluate(
     if report:
         written.append(out_dir / REPORT_FOLDER / REPORT_PAGE)
     return results, written
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def report(

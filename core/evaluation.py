@@ -1,4 +1,4 @@
-"""Evaluation by the paper's protocol (§4.1) and SiSEC 2018: BSSEval v4 through museval.
+"""Evaluation by the paper's protocol (§4.1) and SiSEC 2018: BSSEval v4 (``bsseval.py``, museval's figures).
 
 Each track is scored on non-overlapping 1 s windows; a source's track score is the median over
 its windows (windows where museval gives NaN, e.g. a silent reference, are left out, as museval
@@ -20,14 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .bsseval import bss_eval_v4
 from .datasets import DatabaseError, list_database
 from .errors import SeptoolError
 from .files import atomic_path, write_text
 from .formats import DatasetFormat, TrackFiles
 from .plugin_manager import registry
 from .spectral import Spectrogram
-
 from .workers import worker_pool
+
 METRICS = ("SDR", "SIR", "SAR", "ISR")
 WINDOW = 44100
 ORACLES = ("irm", "ibm", "mixture")
@@ -81,8 +82,6 @@ class Results:
 
 def score(references: dict[str, np.ndarray], estimates: dict[str, np.ndarray], name: str = "") -> TrackScores:
     """BSSEval v4 of every estimate against every reference, 1 s windows, all sources jointly."""
-    import museval
-
     sources = list(references)
     length = references[sources[0]].shape[1]
     for source in sources:
@@ -92,10 +91,8 @@ def score(references: dict[str, np.ndarray], estimates: dict[str, np.ndarray], n
             raise SeptoolError(
                 f"{name}: {source} estimate has shape {estimates[source].shape}, reference {references[source].shape}"
             )
-    refs = np.stack([references[s].T for s in sources])
-    ests = np.stack([estimates[s].T for s in sources])
-    sdr, isr, sir, sar = museval.evaluate(refs, ests, win=WINDOW, hop=WINDOW, mode="v4")
-    values = {"SDR": sdr, "ISR": isr, "SIR": sir, "SAR": sar}
+    ratios = bss_eval_v4([references[s] for s in sources], [estimates[s] for s in sources], window=WINDOW, hop=WINDOW)
+    values = {"SDR": ratios.sdr, "ISR": ratios.isr, "SIR": ratios.sir, "SAR": ratios.sar}
     return TrackScores(name, {s: {m: values[m][i].tolist() for m in METRICS} for i, s in enumerate(sources)})
 
 
