@@ -85,6 +85,17 @@ def test_songs_asked_for_under_20_s_have_sections_half_as_long():
         assert short.seconds < full.seconds
 
 
+def test_a_song_asked_for_longer_than_its_form_gets_more_verses_and_choruses_before_its_outro():
+    from septool.synth.compose import compose
+
+    for seed in range(5):
+        song = compose(seed, "s", 240.0)
+        assert 235.0 <= song.seconds < 240.0 + 40, (seed, song.seconds)  # target bars are rounded down
+        names = [s.name for s in song.sections]
+        assert names.count("chorus") >= 4, names
+        assert "outro" not in names[:-1], names
+
+
 def test_independent_databases_share_no_song(tmp_path):
     result = render(tmp_path, layout="pairs", independent=True, sources=["vocals", "drums", "bass", "other"])
     songs = {}

@@ -45,8 +45,7 @@ FORMS = (
 )
 SECTION_BARS = {"intro": (4,), "verse": (8,), "chorus": (8,), "bridge": (4, 8), "outro": (4,)}
 # Under this length a song's sections are half as long (a 4-bar verse): a test or a demo database
-# of 10 s songs, where a verse and a chorus of 8 bars would take 30 s or more. Longer songs (the
-# default lengths are 35 to 75 s) are composed as they always were, draw for draw.
+# of 10 s songs, where a verse and a chorus of 8 bars would take 30 s or more.
 SHORT_SONG_SECONDS = 20.0
 
 
@@ -135,8 +134,15 @@ def _sections(rng: np.random.Generator, target_bars: int, short: bool = False) -
         bars += length
         names = {n for n, _ in chosen}
         if bars >= target_bars and {"verse", "chorus"} <= names:
-            break
-    return chosen
+            return chosen
+    # the form ran out first (a 3-minute song): more verses and choruses, before the outro if any
+    ending = [chosen.pop()] if chosen[-1][0] == "outro" else []
+    while bars < target_bars:
+        for name in ("verse", "chorus"):
+            length = int(rng.choice(SECTION_BARS[name])) // (2 if short else 1)
+            chosen.append((name, length))
+            bars += length
+    return chosen + ending
 
 
 def _humanize(rng, start: float, velocity: int, timing: float = 0.012) -> tuple[float, int]:
