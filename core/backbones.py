@@ -18,7 +18,10 @@ The contract of the modules a spec builds, with ``bins`` and ``frames`` those of
   the training mixtures), ``normalize(magnitude)`` and ``forward(normalized)``, which takes
   (batch, 2, bins, frames) normalized mixture magnitudes and returns features of any form;
 - a decoder has a ``config`` attribute (rebuilt by ``build_decoder``) and ``forward(features)``,
-  which returns that source's normalized magnitudes, (batch, 2, bins, frames), non-negative.
+  which returns that source's normalized magnitudes, (batch, 2, bins, frames), non-negative;
+- either may offer ``inference_form()``: a module computing the same outputs faster, which the
+  separator and the exporter use instead (``network.inference_network``; the ``unet`` decoder
+  returns its sub-pixel form). BatchNorm is folded before it is called.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ import torch
 from .errors import SeptoolError
 from .files import atomic_path
 from .frontend import StftSettings
-from .network import fold_batchnorm
+from .network import inference_network
 
 EXPORT_FORMATS = ("onnx",)
 OPSET = 17
@@ -58,7 +58,7 @@ def export_onnx(
     ``dynamic_batch``: the batch dimension is free (else 1 patch per run)."""
     out_path = Path(out_path)
     sources = list(loaded.sources)
-    graph = _Graph(fold_batchnorm(loaded.model), sources).eval()
+    graph = _Graph(inference_network(loaded.model), sources).eval()
     stft = loaded.encoder.stft
     example = torch.zeros(1, 2, stft.bins, stft.patch_frames)
     axes = {name: {0: "batch"} for name in ["normalized", *sources]} if dynamic_batch else None

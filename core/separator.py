@@ -22,7 +22,7 @@ import torch
 
 from .devices import resolve_device, resolve_precision
 from .errors import SeptoolError
-from .network import fold_batchnorm
+from .network import inference_network
 from .postfilter import FirstPassSums, PostFilter, add_sums
 from .spectral import (
     Spectrogram,
@@ -89,7 +89,7 @@ class Separator:
             raise SeptoolError(f"batch size must be at least 1, got {batch_size}")
         precision = resolve_precision(precision, self.device)
         if isinstance(model, torch.nn.Module):
-            model = fold_batchnorm(model).to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+            model = inference_network(model).to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = model
         self.sources = list(sources)
         if postfilter is not None:

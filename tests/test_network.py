@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from septool.frontend import BINS, PATCH_FRAMES
-from septool.network import ModelConfig, SharedModel, count_parameters
+from septool.network import ModelConfig, SharedModel, SubpixelDecoder, count_parameters, inference_network
 
 SOURCES = ["vocals", "drums", "bass", "other"]
 
@@ -39,3 +39,40 @@ def test_bad_widths_are_refused():
         ModelConfig(encoder_widths=(16, 32))
     with pytest.raises(ValueError, match="unknown model size"):
         ModelConfig.named("huge")
+
+
+def _with_trained_statistics(model: SharedModel) -> SharedModel:
+    """Random BatchNorm statistics and affine terms, so that folding them is not the identity."""
+    generator = torch.Generator().manual_seed(3)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("size", ["tiny", "encoder+"])
+def test_the_inference_network_computes_what_the_trained_one_does(size):
+    """BatchNorm folded and every decoder's upsampling stages computed from the low-resolution maps
+    (``SubpixelDecoder``): the same magnitudes in float32, and the two ways of interleaving the
+    phases (written into a buffer; stacked, for the ONNX exporter) agree bit for bit."""
+    torch.manual_seed(0)
+    model = _with_trained_statistics(SharedModel.build(ModelConfig.named(size), ["vocals", "bass"]))
+    fast = inference_network(model)
+    assert all(isinstance(d, SubpixelDecoder) for d in fast.decoders.values())
+    x = torch.rand(2, 2, BINS, PATCH_FRAMES)
+    with torch.no_grad():
+        expected, got = model(x), fast(x)
+        for source in expected:
+            scale = expected[source].abs().max()
+            assert scale > 0 and (got[source] - expected[source]).abs().max() <= 1e-5 * scale, source
+        stage = fast.decoders["vocals"].stages[2]
+        low = torch.randn(2, stage.weight.shape[1], 8, 4)  # any input of the stage's width will do
+        phases = torch.nn.functional.leaky_relu(torch.nn.functional.conv2d(low, stage.weight, stage.bias, padding=1))
+        skip = torch.randn(2, 5, 16, 8)
+        assert torch.equal(stage.written(phases, skip), stage.stacked(phases, skip))
+    with pytest.raises(ValueError, match="fold"):
+        SubpixelDecoder(model.decoders["vocals"])

@@ -52,12 +52,12 @@ def test_streamed_blocks_give_the_same_result_as_one_array():
 
 
 def test_encoder_runs_once_per_patch_and_only_selected_decoders_run():
-    model = tiny_model()
+    separator = Separator(tiny_model(), ["vocals", "drums"], batch_size=1)
+    model = separator.model  # the inference network the separator runs
     calls = {"encoder": 0, "vocals": 0, "drums": 0, "bass": 0, "other": 0}
     model.encoder.register_forward_hook(lambda *a: calls.__setitem__("encoder", calls["encoder"] + 1))
     for name, decoder in model.decoders.items():
         decoder.register_forward_hook(lambda *a, n=name: calls.__setitem__(n, calls[n] + 1))
-    separator = Separator(model, ["vocals", "drums"], batch_size=1)
     length = 3 * PATCH_SAMPLES
     separator.separate(np.zeros((2, length), dtype=np.float32))
     patches = separator.patch_count(length)
