@@ -18,7 +18,7 @@ from .backbones import canonical
 from .datasets import MUSDB_STEMS, AudioCache, from_folders, from_musdb
 from .errors import SeptoolError, argument
 from .evaluation import Results, evaluate_tracks, evaluation_tracks, oracle, write_results
-from .files import DEFAULT_FILENAME, check_writable
+from .files import DEFAULT_FILENAME, check_writable, signals_deferred
 from .formats import check_subset
 from .listening import PAGE as REPORT_PAGE
 from .listening import compare as compare_reports
@@ -385,7 +385,8 @@ def _separate_file(separator, info, targets: dict[str, Path], fmt, bits, progres
     try:
         for s, path in targets.items():
             try:
-                writers[s] = audio_io.AtomicWriter(path, info.samplerate, fmt, bits)
+                with signals_deferred():  # a signal now would leave a temporary file no writer holds
+                    writers[s] = audio_io.AtomicWriter(path, info.samplerate, fmt, bits)
             except OSError as err:
                 raise SeptoolError(f"{path}: cannot write output ({err.strerror or err})") from None
         back = {s: audio_io.StreamResampler(audio_io.SAMPLE_RATE, info.samplerate) for s in targets}

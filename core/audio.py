@@ -18,7 +18,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from .errors import SeptoolError, argument
-from .files import usual_mode, write_failure
+from .files import signals_deferred, usual_mode, write_failure
 from .mp3frames import layer3_samples
 
 SAMPLE_RATE = 44100
@@ -254,7 +254,7 @@ class AtomicWriter:
         except (sf.LibsndfileError, OSError) as err:
             self.abort()
             raise write_failure(self.path, err) from None
-        except BaseException:  # SIGTERM or Ctrl-C while opening: the caller holds no writer to abort
+        except BaseException:  # Ctrl-C or SIGTERM while opening, where not held back (signals_deferred)
             self.abort()
             raise
 
@@ -295,10 +295,13 @@ class AtomicWriter:
 
 def write(path: str | os.PathLike, audio: np.ndarray, samplerate: int, fmt: str = "wav", bits: str = "16") -> Path:
     """Write a whole (2, n) array atomically."""
-    writer = AtomicWriter(Path(path), samplerate, fmt, bits)
+    writer: AtomicWriter | None = None
     try:
+        with signals_deferred():  # a signal before the assignment would leave its temporary file
+            writer = AtomicWriter(Path(path), samplerate, fmt, bits)
         writer.write(audio)
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         raise
     return writer.commit()

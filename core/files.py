@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,32 @@ from pathlib import Path
 from .errors import SeptoolError
 
 DEFAULT_FILENAME = "{track}/{source}.{ext}"  # where `separate` writes each stem, under its output folder
+_DEFERRED = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold back SIGTERM and SIGINT while a temporary file is created and handed to the code that
+    will remove it: the CLI raises SIGTERM as an exception wherever the program is, and one raised
+    between ``mkstemp`` and that hand-over would leave the file behind. A signal that arrives
+    meanwhile is raised again, to its own handler, when the block ends.
+
+    The Python handlers are swapped rather than the signals masked: any of torch's threads can
+    receive a signal sent to the process, and Python then runs the handler in the main thread
+    whatever that thread's mask says. Outside the main thread (where handlers cannot be set and
+    Python runs none) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    held = {s: signal.signal(s, lambda signum, frame: arrived.append(signum)) for s in _DEFERRED}
+    try:
+        yield
+    finally:
+        for held_signal, handler in held.items():
+            signal.signal(held_signal, handler)
+        for signum in arrived:
+            signal.raise_signal(signum)
 
 
 def usual_mode(path: str | os.PathLike) -> None:
@@ -70,21 +98,24 @@ def atomic_path(
     """
     path = Path(path)
     caught: tuple[type[BaseException], ...] = (OSError, *errors)
+    tmp: Path | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=f".tmp{suffix}", dir=path.parent)
-        os.close(fd)
-    except OSError as err:
-        raise write_failure(path, err) from None
-    tmp = Path(name)
-    try:
+        with signals_deferred():  # the temporary file exists only once the finally below will remove it
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, name = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=f".tmp{suffix}", dir=path.parent)
+                os.close(fd)
+            except OSError as err:
+                raise write_failure(path, err) from None
+            tmp = Path(name)
         yield tmp
         usual_mode(tmp)
         os.replace(tmp, path)
     except caught as err:
         raise write_failure(path, err) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

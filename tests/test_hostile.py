@@ -249,6 +249,53 @@ def test_sigterm_during_separate_exits_143_and_leaves_no_temporary_stems(tiny_mo
     assert not [p for p in out_dir.rglob("*") if p.is_file()]
 
 
+class _Terminated(Exception):
+    pass
+
+
+@pytest.mark.parametrize("writer", ["stems", "audio file", "any file"])
+def test_a_sigterm_just_after_a_temporary_file_is_made_leaves_no_file(
+    writer, tiny_model_dir, song, tmp_path, monkeypatch
+):
+    """The race the SIGTERM test above hits by chance under load: the signal lands between mkstemp
+    and the code that removes the file on the way out. Here it lands there every time."""
+    import os
+    import signal
+    import tempfile
+
+    import numpy as np
+
+    from septool.audio import write
+    from septool.files import atomic_path
+
+    def terminate(signum, frame):
+        raise _Terminated
+
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp_then_sigterm(*args, **kwargs):
+        made = real_mkstemp(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return made
+
+    out = tmp_path / "out"
+    previous = signal.signal(signal.SIGTERM, terminate)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_sigterm)
+    try:
+        with pytest.raises(_Terminated):
+            if writer == "stems":
+                septool.separate(song, out_dir=out, model=tiny_model_dir)
+            elif writer == "audio file":
+                write(out / "a.wav", np.zeros((2, 100), np.float32), 44100)
+            else:
+                with atomic_path(out / "a.txt") as tmp:
+                    tmp.write_text("never")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    left = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
+    assert not left, left
+
+
 @pytest.mark.parametrize("damage", ["silent", "nan"])
 def test_evaluate_refuses_a_silent_or_nan_reference_before_separating(damage, tiny_model_dir, tmp_path, cli):
     import numpy as np
