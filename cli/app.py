@@ -441,7 +441,7 @@ def evaluate(
         bool, typer.Option("--report", help="Also write a listening page, OUT/report/index.html.")
     ] = False,
 ) -> None:
-    """Score separations with BSSEval v4 (museval): median over 1 s windows, mean over tracks."""
+    """Score separations with BSSEval v4 (museval's figures): median over 1 s windows, mean over tracks."""
     beat = Heartbeat()
 
     def scored(done: int, total: int) -> None:
