@@ -190,8 +190,9 @@ def main() -> None:
         print("bf16 is not a fast path on this CPU (no AMX or AVX-512 bf16): fp32 only")
     seconds = rows[f"septool encoder+, 4 sources, {default}"]
     patches = Separator(plus, SOURCES, args.device).patch_count(audio.shape[1])
-    gflops = 2 * inference_macs(plus) * patches / seconds / 1e9
-    print(f"encoder+, 4 sources: {inference_macs(plus) / 1e9:.1f} GMAC a patch, {patches} patches: "
+    macs = inference_macs(plus)
+    gflops = 2 * macs * patches / seconds / 1e9
+    print(f"encoder+, 4 sources: {macs / 1e9:.1f} GMAC a patch, {patches} patches: "
           f"{gflops:.0f} GFLOP/s over the whole separation ({default})")  # fmt: skip
     limits = matmul_limits() if args.device == "cpu" else {}
     for name, rate in limits.items():

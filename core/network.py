@@ -222,7 +222,7 @@ class SubpixelUpConv(nn.Module):
 
 class SubpixelDecoder(nn.Module):
     """A folded ``Decoder`` for inference, its upsampling stages as ``SubpixelUpConv``: the same
-    outputs up to float rounding, about three times as fast on a CPU in bf16 (docs/performance.md)."""
+    outputs up to float rounding, faster (docs/performance.md)."""
 
     def __init__(self, decoder: Decoder):
         super().__init__()
