@@ -36,6 +36,26 @@ def test_bus_processing_is_one_gain_curve_for_every_stem():
     assert abs(measured["loudness_lufs"] - -9.0) < 2.0
 
 
+def test_an_unmastered_bus_is_one_gain_for_the_whole_song():
+    dry = {name: audio * 0.1 for name, audio in stems().items()}  # quiet enough that no peak meets the ceiling
+    wet, measured = desk.master(dry, {"glue": None, "lufs": -20.0, "ceiling_db": -1.0})
+    gains = [wet[name] / np.where(dry[name] == 0, np.nan, dry[name]) for name in dry]
+    level = np.nanmedian(gains[0])
+    assert measured["limiter_max_reduction_db"] == 0.0
+    for gain in gains:
+        assert np.allclose(gain[~np.isnan(gain)], level, rtol=1e-9)
+    assert abs(measured["loudness_lufs"] - -20.0) < 0.1
+
+
+def test_half_the_drawn_buses_are_mixes_and_none_is_louder_than_a_light_master():
+    buses = [desk.draw_bus(np.random.default_rng(seed)) for seed in range(200)]
+    unmastered = [bus for bus in buses if bus["glue"] is None]
+    assert 70 < len(unmastered) < 130
+    assert all(-20 <= bus["lufs"] <= -14 for bus in unmastered)
+    mastered = [bus for bus in buses if bus["glue"] is not None]
+    assert all(-15 <= bus["lufs"] <= -10 and bus["glue"]["depth_db"] <= 4 for bus in mastered)
+
+
 def test_limiter_holds_the_ceiling_without_steps():
     rng = np.random.default_rng(1)
     audio = rng.standard_normal((2, RATE)) * 0.2

@@ -74,6 +74,13 @@ def render_parts(
     return _fit(audio.T, length)
 
 
+def _line_key(line: VocalLine, song: Song) -> tuple:
+    """What a line's analysis depends on: its voice, notes in seconds and words."""
+    beat = 60.0 / song.tempo
+    notes = tuple(((n.start + line.delay_beats) * beat, n.length * beat, float(n.pitch)) for n in line.notes)
+    return line.voice, notes, tuple(line.syllables)
+
+
 def sing(
     line: VocalLine, song: Song, length: int, take_rng: np.random.Generator, analysed: dict
 ) -> tuple[np.ndarray, dict]:
@@ -84,10 +91,9 @@ def sing(
     if not line.notes:
         return np.zeros((2, length), dtype=np.float32), {}
     voice = VOICES[line.voice]
-    beat = 60.0 / song.tempo
-    notes = [((n.start + line.delay_beats) * beat, n.length * beat, float(n.pitch)) for n in line.notes]
+    key = _line_key(line, song)
+    notes = list(key[1])
     frames = int(np.ceil(length / RATE / world.FRAME))
-    key = (line.voice, tuple(notes), tuple(line.syllables))
     if key not in analysed:
         analysed[key] = world.analyse_line(voice, notes, line.syllables, frames)
     take = world.draw_take(take_rng)
@@ -95,6 +101,25 @@ def sing(
     angle = (line.pan / 127) * np.pi / 2
     stereo = np.stack([audio * np.cos(angle), audio * np.sin(angle)]).astype(np.float32)
     return _fit(stereo, length), {"role": line.role, "voice": line.voice, "engine": voice.engine} | take.describe()
+
+
+def sing_lines(song: Song, length: int) -> tuple[np.ndarray, list[dict]]:
+    """The vocal stem: every line of ``song`` summed, and each line's take.
+
+    An analysis spans the whole song for every line (a few hundred MB for 4 minutes), so each is
+    dropped after the last line that sings it.
+    """
+    keys = [_line_key(line, song) for line in song.vocals]
+    last_use = {key: i for i, key in enumerate(keys)}
+    analysed: dict = {}
+    layers, takes = [], []
+    for i, line in enumerate(song.vocals):
+        audio, take = sing(line, song, length, np.random.default_rng([song.seed, i]), analysed)
+        layers.append(audio)
+        takes.append(take)
+        if last_use[keys[i]] == i:
+            analysed.pop(keys[i], None)
+    return (np.sum(layers, axis=0) if layers else np.zeros((2, length), np.float32)), takes
 
 
 def render_song(
@@ -117,12 +142,8 @@ def render_song(
         workdir = Path(tmp)
         for stem in stems:
             if stem == "vocals":
-                analysed: dict = {}
-                takes = [sing(line, song, length, np.random.default_rng([song.seed, i]), analysed)
-                         for i, line in enumerate(song.vocals)]  # fmt: skip
-                layers = [audio for audio, _ in takes]
-                rendered[stem] = np.sum(layers, axis=0) if layers else np.zeros((2, length), np.float32)
-                used[stem] = {"lines": [take for _, take in takes]}
+                rendered[stem], takes = sing_lines(song, length)
+                used[stem] = {"lines": takes}
                 continue
             parts = [p for p in song.parts if p.stem == stem and p.notes]
             if not parts:

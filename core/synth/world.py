@@ -246,30 +246,40 @@ def score_pitch(notes: Notes, frames: int, take: Take, rng: np.random.Generator)
     return pitch + (cents + drift + jitter) / 100
 
 
-def _full_band(analysis: Analysis, take: Take) -> tuple[np.ndarray, np.ndarray]:
-    """Envelope and aperiodicity on the 44.1 kHz bins: formants warped, tilted, breathier, band continued."""
+def _full_band(analysis: Analysis, take: Take, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Envelope and aperiodicity on the 44.1 kHz bins: formants warped, tilted, breathier, band continued.
+
+    Every frame is mapped on its own, so the work goes ``block`` frames at a time: the temporaries
+    stay a few megabytes however long the line sings without a break, not several times the result.
+    """
     pw = _pyworld()
     bins = pw.get_cheaptrick_fft_size(RATE) // 2 + 1
     f_out = np.linspace(0, RATE / 2, bins)
     f_src = f_out / take.formant
     source = np.linspace(0, analysis.rate / 2, analysis.sp.shape[1])
     edge = EDGE * analysis.rate / 2
-    log_sp = np.log(np.maximum(analysis.sp, SILENCE))
     inside = f_src <= edge
     position = np.interp(np.minimum(f_src, edge), source, np.arange(source.size))
     lo = np.floor(position).astype(int)
     hi, frac = np.minimum(lo + 1, source.size - 1), position - lo
-    sp = log_sp[:, lo] * (1 - frac) + log_sp[:, hi] * frac
-    ap = analysis.ap[:, lo] * (1 - frac) + analysis.ap[:, hi] * frac
     top = (source > 0.7 * edge) & (source <= edge)
-    edge_level = log_sp[:, top].mean(axis=1, keepdims=True)
-    octaves = np.log2(np.maximum(f_src, edge) / edge)
     db_to_ln = np.log(10) / 10  # sp is a power spectrum
-    sp = np.where(inside, sp, edge_level + take.air_db_per_octave * octaves * db_to_ln)
-    ap = np.where(inside, ap, np.maximum(analysis.ap[:, top].mean(axis=1, keepdims=True), 0.85))
-    sp += take.tilt_db * np.log2(np.maximum(f_out, 1000) / 1000) * db_to_ln
-    ap = np.clip(ap, 1e-6, 1.0) ** (1 / take.breath)
-    return np.ascontiguousarray(np.exp(sp)), np.ascontiguousarray(ap)
+    air = take.air_db_per_octave * np.log2(np.maximum(f_src, edge) / edge) * db_to_ln
+    tilt = take.tilt_db * np.log2(np.maximum(f_out, 1000) / 1000) * db_to_ln
+    frames = len(analysis.voiced)
+    sp_out, ap_out = np.empty((frames, bins)), np.empty((frames, bins))
+    for first in range(0, frames, block):
+        rows = slice(first, first + block)
+        log_sp = np.log(np.maximum(analysis.sp[rows], SILENCE))
+        ap_in = analysis.ap[rows]
+        sp = log_sp[:, lo] * (1 - frac) + log_sp[:, hi] * frac
+        ap = ap_in[:, lo] * (1 - frac) + ap_in[:, hi] * frac
+        edge_level = log_sp[:, top].mean(axis=1, keepdims=True)
+        sp = np.where(inside, sp, edge_level + air)
+        ap = np.where(inside, ap, np.maximum(ap_in[:, top].mean(axis=1, keepdims=True), 0.85))
+        sp_out[rows] = np.exp(sp + tilt)
+        ap_out[rows] = np.clip(ap, 1e-6, 1.0) ** (1 / take.breath)
+    return sp_out, ap_out
 
 
 def sing_take(analysis: Analysis, notes: Notes, take: Take, rng: np.random.Generator) -> np.ndarray:
